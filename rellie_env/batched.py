@@ -1,0 +1,127 @@
+"""A batch of ``LowLight-v0`` environments stepped as one torch computation, on any device."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+
+from rellie_env.config import EnvConfig, sample_start
+from rellie_env.core import state_loss, transition
+from rellie_env.metrics import psnr, ssim
+
+
+class BatchedLowLightEnv:
+    """B low-light environments whose images live in one ``(B, 3, H, W)`` tensor on ``device``.
+
+    The maths of a step is :func:`rellie_env.core.transition`, the same as :class:`LowLightEnv`'s; image
+    sampling at reset uses one numpy generator per sub-environment, drawn in the same order as the single
+    environment, so B single environments seeded ``s_i`` and one batched environment seeded ``[s_i]`` give
+    the same episodes. A step takes and returns tensors only: no numpy round trip, no host sync.
+
+    :param num_envs: batch size B.
+    :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+    :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`; ``crop_size`` must be set
+        unless all source images share one size.
+    """
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", **kwargs: Any) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.config = EnvConfig(**kwargs)
+        self.source = self.config.load_source()
+        crop = self.config.crop_size
+        if crop is None:
+            sizes = {img.shape[:2] for img in self.source.images}
+            if len(sizes) != 1:
+                raise ValueError("a batched environment needs crop_size when the source images differ in size")
+            self.image_shape = (3, *sizes.pop())
+        else:
+            self.image_shape = (3, crop, crop)
+        self.rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        b = num_envs
+        self.image = torch.zeros((b, *self.image_shape), device=self.device)
+        self.original = torch.zeros_like(self.image)
+        self.target = torch.zeros_like(self.image)
+        self.has_target = np.zeros(b, dtype=bool)
+        self.loss = torch.zeros(b, device=self.device)
+        self.steps = np.zeros(b, dtype=np.int64)
+
+    def seed(self, seed: int | Sequence[int | None] | None) -> None:
+        """Seed sub-environment i with ``seed + i`` (an int, as Gymnasium's vector envs do) or ``seed[i]``."""
+        if seed is None:
+            return
+        seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+        for i, s in enumerate(seeds):
+            if s is not None:
+                self.rngs[i], _ = seeding.np_random(int(s))
+
+    def reset(self, seed: int | Sequence[int | None] | None = None, options: dict | None = None) -> torch.Tensor:
+        """Start new episodes in every sub-environment; returns the observations ``(B, 3, H, W)``.
+
+        ``options={"index": i}`` starts all from source image i (or ``{"index": [i_0, ...]}``).
+        """
+        self.seed(seed)
+        index = (options or {}).get("index")
+        indices = index if isinstance(index, (list, tuple, np.ndarray)) else [index] * self.num_envs
+        self.reset_envs(np.arange(self.num_envs), indices)
+        return self.image.clone()
+
+    def reset_envs(self, envs: np.ndarray, indices: Sequence[int | None] | None = None) -> None:
+        """Start new episodes in the sub-environments ``envs`` only (used for auto-reset)."""
+        envs = np.asarray(envs, dtype=np.int64)
+        if envs.size == 0:
+            return
+        images, targets = [], []
+        for k, i in enumerate(envs):
+            index = None if indices is None else indices[k if len(indices) == len(envs) else i]
+            image, target = sample_start(self.rngs[i], self.source, self.config.augmentation, index)
+            self.has_target[i] = target is not None
+            images.append(image)
+            targets.append(image if target is None else target)
+        rows = torch.from_numpy(envs).to(self.device)
+        new = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2)).to(self.device)
+        self.original[rows] = new
+        self.image[rows] = new
+        self.target[rows] = torch.from_numpy(np.stack(targets).transpose(0, 3, 1, 2)).to(self.device)
+        self.loss[rows] = state_loss(new, new, self.config.weights)
+        self.steps[envs] = 0
+
+    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]]:
+        """Apply the action maps ``(B, 3, H, W)`` (any integer dtype, on ``device``).
+
+        :return: ``(observations, reward_maps (B, H, W), truncated (B,) numpy bool, info)``; info holds
+            ``"reward"`` (B,), ``"image_loss"`` (B,), ``"loss/<term>"`` (B,) tensors and, for episodes that
+            end with a target, ``"psnr"``/``"ssim"`` (B,) tensors (NaN where there is no target). Finished
+            sub-environments are not reset here: call :meth:`reset_envs`.
+        """
+        if actions.shape != self.image.shape:
+            raise ValueError(f"action maps must have shape {tuple(self.image.shape)}, got {tuple(actions.shape)}")
+        if actions.is_floating_point():
+            raise ValueError(f"actions must be an integer tensor, got {actions.dtype}")
+        t = transition(
+            self.image,
+            self.original,
+            actions.to(self.device),
+            self.config.action_set,
+            self.config.weights,
+            self.config.reward_mode,
+            self.loss,
+        )
+        self.image, self.loss = t.image, t.image_loss
+        self.steps += 1
+        truncated = self.steps >= self.config.max_steps
+        info: dict[str, Any] = {"reward": t.reward_map.mean((1, 2)), "image_loss": t.image_loss}
+        info.update({f"loss/{k}": v for k, v in t.terms.items()})
+        ended = truncated & self.has_target
+        if ended.any():
+            mask = torch.from_numpy(ended).to(self.device)
+            nan = torch.full((self.num_envs,), float("nan"), device=self.device, dtype=torch.float64)
+            info["psnr"] = torch.where(mask, psnr(self.image, self.target), nan)
+            info["ssim"] = torch.where(mask, ssim(self.image, self.target), nan)
+        return self.image.clone(), t.reward_map, truncated, info

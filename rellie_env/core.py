@@ -1,0 +1,74 @@
+"""One transition of ReLLIE's decision process for a batch of images, in torch.
+
+:func:`transition` is the single place where an action map becomes a new image and a reward map;
+:class:`~rellie_env.env.LowLightEnv` calls it with a batch of one, the batched environment with B.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rellie_env.curves import ActionSet
+from rellie_env.losses import LOSS_TERMS, LossWeights, loss_map, loss_terms, weighted_sum
+
+REWARD_MODES = ("paper", "delta", "pixel")
+STATE_TERMS = ("spatial", "exposure", "color")
+
+
+@dataclass
+class Transition:
+    """Result of one step for a batch: new images ``(B,3,H,W)``, alpha before coupling ``(B,3,H,W)``,
+    reward maps ``(B,H,W)``, unweighted loss terms of the new state ``{name: (B,)}`` and the weighted
+    loss of the new image alone ``(B,)`` (what ``"delta"`` compares)."""
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    reward_map: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    image_loss: torch.Tensor
+
+
+def validate_reward_mode(mode: str) -> str:
+    if mode not in REWARD_MODES:
+        raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {mode!r}")
+    return mode
+
+
+def state_loss(image: torch.Tensor, original: torch.Tensor, weights: LossWeights) -> torch.Tensor:
+    """Weighted loss of images alone (no alpha term): the potential that ``"delta"`` rewards lowering."""
+    return weighted_sum(loss_terms(image, original, None, weights), weights, STATE_TERMS)
+
+
+def transition(
+    image: torch.Tensor,
+    original: torch.Tensor,
+    actions: torch.Tensor,
+    action_set: ActionSet,
+    weights: LossWeights,
+    reward_mode: str,
+    previous_loss: torch.Tensor,
+) -> Transition:
+    """Apply an action map to a batch of images and score the result.
+
+    :param image: current images ``(B, 3, H, W)`` in [0, 1].
+    :param original: the episode's input images (spatial consistency and the ratio colour term refer to them).
+    :param actions: integer action maps ``(B, 3, H, W)``; channel c acts on RGB channel c.
+    :param previous_loss: ``state_loss`` of ``image`` (``(B,)``), for ``reward_mode="delta"``.
+    :return: the :class:`Transition`. Reward maps: ``"paper"`` is minus the released total loss
+        (including ``smoothness * L_TV(alpha)``) at every pixel; ``"delta"`` is the drop of the image's loss
+        minus the smoothness charge, at every pixel; ``"pixel"`` is minus the local loss map.
+    """
+    new, alpha = action_set.step(image, actions)
+    terms = loss_terms(new, original, alpha, weights)
+    new_loss = weighted_sum(terms, weights, STATE_TERMS)
+    b, _, h, w = new.shape
+    if reward_mode == "pixel":
+        reward_map = -loss_map(new, original, alpha, weights)
+    else:
+        if reward_mode == "paper":
+            reward = -weighted_sum(terms, weights, LOSS_TERMS)
+        else:
+            reward = previous_loss - new_loss - weights.smoothness * terms["smoothness"]
+        reward_map = reward.view(b, 1, 1).expand(b, h, w).contiguous()
+    return Transition(new, alpha, reward_map, terms, new_loss)

@@ -1,0 +1,192 @@
+"""Non-reference losses of ReLLIE (from Zero-DCE), in torch, one value per image.
+
+Each loss takes images ``(B, 3, H, W)`` in [0, 1] and returns a ``(B,)`` tensor: the released code
+averages over the batch, we keep one value per image so that a batch of B images and B single
+environments score alike. The ``*_map`` variants give the local terms behind each loss, whose mean
+is the loss; they build the per-pixel reward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _neighbour_differences(x: torch.Tensor) -> torch.Tensor:
+    """Differences to the left, right, upper and lower neighbour, zero padded (Zero-DCE's 3x3 kernels)."""
+    p = F.pad(x, (1, 1, 1, 1))
+    return torch.stack(
+        (
+            x - p[..., 1:-1, :-2],  # left
+            x - p[..., 1:-1, 2:],  # right
+            x - p[..., :-2, 1:-1],  # up
+            x - p[..., 2:, 1:-1],  # down
+        )
+    )
+
+
+def spatial_consistency_map(enhanced: torch.Tensor, original: torch.Tensor, block: int = 4) -> torch.Tensor:
+    """Zero-DCE's L_spa per ``block x block`` region: ``(B, 1, H // block, W // block)``.
+
+    Both images are averaged over channels and pooled in blocks; the loss is the squared change of each
+    block's difference to its four neighbours, so it charges any change of local contrast.
+    """
+    pooled_enh = F.avg_pool2d(enhanced.mean(1, keepdim=True), block)
+    pooled_org = F.avg_pool2d(original.mean(1, keepdim=True), block)
+    return (_neighbour_differences(pooled_org) - _neighbour_differences(pooled_enh)).pow(2).sum(0)
+
+
+def spatial_consistency_loss(enhanced: torch.Tensor, original: torch.Tensor, block: int = 4) -> torch.Tensor:
+    """Spatial consistency L_spa of ``enhanced`` against the episode's input ``original``: ``(B,)``."""
+    return spatial_consistency_map(enhanced, original, block).mean((1, 2, 3))
+
+
+def exposure_map(x: torch.Tensor, patch: int = 16, level: float = 0.6) -> torch.Tensor:
+    """Squared distance of each ``patch x patch`` mean intensity to ``level``: ``(B, 1, H // p, W // p)``."""
+    return (F.avg_pool2d(x.mean(1, keepdim=True), patch) - level).pow(2)
+
+
+def exposure_loss(x: torch.Tensor, patch: int = 16, level: float = 0.6) -> torch.Tensor:
+    """Exposure control L_exp: mean over patches of ``(patch mean - level)^2``: ``(B,)``."""
+    return exposure_map(x, patch, level).mean((1, 2, 3))
+
+
+def color_constancy_loss(x: torch.Tensor) -> torch.Tensor:
+    """Grey-world colour constancy L_col (Zero-DCE): ``sqrt(sum over channel pairs of (m_p - m_q)^4)``.
+
+    ``m_c`` is the mean of channel c over the image; the loss is zero for a grey-balanced image.
+    """
+    m = x.mean((2, 3))
+    d_rg = (m[:, 0] - m[:, 1]).pow(2)
+    d_rb = (m[:, 0] - m[:, 2]).pow(2)
+    d_gb = (m[:, 2] - m[:, 1]).pow(2)
+    return (d_rg.pow(2) + d_rb.pow(2) + d_gb.pow(2)).sqrt()
+
+
+def color_ratio_map(enhanced: torch.Tensor, original: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Per-pixel change of the channel ratios against the input: ``(B, 1, H, W)``.
+
+    ReLLIE's 2022 code keeps each pixel's channel ratios (R/G, R/B, G/B) as they were in the input and
+    divides by zero on black pixels; here every denominator is offset by ``eps``, so black pixels are safe.
+    """
+
+    def ratios(x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x[:, 0:1] + eps, x[:, 1:2] + eps, x[:, 2:3] + eps
+        return torch.cat((r / g, r / b, g / b), 1)
+
+    return (ratios(enhanced) - ratios(original)).abs().mean(1, keepdim=True)
+
+
+def color_ratio_loss(enhanced: torch.Tensor, original: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Mean absolute change of the channel ratios against the input (safe 2022 colour term): ``(B,)``."""
+    return color_ratio_map(enhanced, original, eps).mean((1, 2, 3))
+
+
+def smoothness_map(alpha: torch.Tensor) -> torch.Tensor:
+    """Per-pixel share of :func:`smoothness_loss`: ``(B, 1, H, W)``; its mean over pixels is the loss.
+
+    Pixel ``(i, j)`` carries the squared differences to its lower and right neighbours, summed over channels.
+    """
+    _, _, h, w = alpha.shape
+    dh = F.pad((alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum(1, keepdim=True), (0, 0, 0, 1))
+    dw = F.pad((alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum(1, keepdim=True), (0, 1, 0, 0))
+    # Zero-DCE normalises by the number of vertical and horizontal pairs; scaling by H*W/pairs makes the
+    # mean of this map equal to that normalised total.
+    return 2.0 * (dh * (h * w / max((h - 1) * w, 1)) + dw * (h * w / max(h * (w - 1), 1)))
+
+
+def smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
+    """Illumination smoothness L_TV of the alpha maps (Zero-DCE's TV loss, per image): ``(B,)``."""
+    _, _, h, w = alpha.shape
+    h_tv = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum((1, 2, 3))
+    w_tv = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum((1, 2, 3))
+    return 2.0 * (h_tv / max((h - 1) * w, 1) + w_tv / max(h * (w - 1), 1))
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights and settings of the non-reference loss (defaults: as released).
+
+    :param spatial: weight of spatial consistency against the episode's input.
+    :param exposure: weight of the exposure term.
+    :param color: weight of the colour term.
+    :param smoothness: weight of the smoothness of the alpha maps (before channel coupling).
+    :param exposure_level: target mean intensity E of the exposure term.
+    :param exposure_patch: patch size of the exposure term.
+    :param spatial_block: block size of the spatial consistency term.
+    :param color_mode: ``"grey-world"`` (July 2021 code, weight 50) or ``"ratio"`` (2022 code, weight 20).
+    """
+
+    spatial: float = 1.0
+    exposure: float = 80.0
+    color: float = 50.0
+    smoothness: float = 200.0
+    exposure_level: float = 0.6
+    exposure_patch: int = 16
+    spatial_block: int = 4
+    color_mode: str = "grey-world"
+
+    def __post_init__(self) -> None:
+        if self.color_mode not in ("grey-world", "ratio"):
+            raise ValueError(f"color_mode must be 'grey-world' or 'ratio', got {self.color_mode!r}")
+        if self.exposure_patch < 1 or self.spatial_block < 1:
+            raise ValueError("exposure_patch and spatial_block must be positive")
+
+
+LOSS_TERMS = ("spatial", "exposure", "color", "smoothness")
+
+
+def loss_terms(
+    image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights
+) -> dict[str, torch.Tensor]:
+    """The four unweighted loss terms of each image, ``{name: (B,)}``; smoothness is 0 without ``alpha``."""
+    if weights.color_mode == "grey-world":
+        color = color_constancy_loss(image)
+    else:
+        color = color_ratio_loss(image, original)
+    return {
+        "spatial": spatial_consistency_loss(image, original, weights.spatial_block),
+        "exposure": exposure_loss(image, weights.exposure_patch, weights.exposure_level),
+        "color": color,
+        "smoothness": smoothness_loss(alpha) if alpha is not None else torch.zeros_like(color),
+    }
+
+
+def weighted_sum(terms: dict[str, torch.Tensor], weights: LossWeights, names=LOSS_TERMS) -> torch.Tensor:
+    """``sum(weight_k * term_k)`` over the named terms."""
+    return sum(getattr(weights, k) * terms[k] for k in names)
+
+
+def image_loss(image: torch.Tensor, original: torch.Tensor, weights: LossWeights = LossWeights()) -> torch.Tensor:
+    """Non-reference loss of an image alone (spatial + exposure + colour, no alpha maps): ``(B,)``.
+
+    This is the score evaluation reports and the learning tests compare; lower is better.
+    """
+    return weighted_sum(loss_terms(image, original, None, weights), weights, ("spatial", "exposure", "color"))
+
+
+def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling of a pooled map to ``size``; rows/columns a pool dropped take the edge."""
+    h, w = size
+    ph, pw = h // m.shape[-2], w // m.shape[-1]
+    up = m.repeat_interleave(ph, -2).repeat_interleave(pw, -1)
+    return F.pad(up, (0, w - up.shape[-1], 0, h - up.shape[-2]), mode="replicate")
+
+
+def loss_map(
+    image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights
+) -> torch.Tensor:
+    """Local version of the weighted loss, ``(B, H, W)``: exposure per patch, spatial consistency per
+    block, smoothness per pixel and colour per image (grey-world) or per pixel (ratio)."""
+    b, _, h, w = image.shape
+    total = weights.spatial * _upsample(spatial_consistency_map(image, original, weights.spatial_block), (h, w))
+    patch, level = weights.exposure_patch, weights.exposure_level
+    total = total + weights.exposure * _upsample(exposure_map(image, patch, level), (h, w))
+    if weights.color_mode == "grey-world":
+        total = total + weights.color * color_constancy_loss(image).view(b, 1, 1, 1)
+    else:
+        total = total + weights.color * color_ratio_map(image, original)
+    if alpha is not None:
+        total = total + weights.smoothness * smoothness_map(alpha)
+    return total[:, 0]

@@ -1,0 +1,170 @@
+"""Thin adapters that expose :class:`BatchedLowLightEnv` as a Gymnasium ``VectorEnv`` and an SB3 ``VecEnv``."""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
+
+from rellie_env.batched import BatchedLowLightEnv
+from rellie_env.config import check_actions
+
+
+def single_spaces(batched: BatchedLowLightEnv) -> tuple[spaces.Box, spaces.MultiDiscrete]:
+    shape = batched.image_shape
+    nvec = np.full(shape, batched.config.n_actions, dtype=np.int64)
+    return spaces.Box(0.0, 1.0, shape, np.float32), spaces.MultiDiscrete(nvec)
+
+
+def _numpy(x: Any) -> Any:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+class LowLightVectorEnv(VectorEnv):
+    """``gym.make_vec("LowLight-v0", num_envs=B)``: B environments as one batched torch computation.
+
+    Finished sub-environments reset in the same step (``AutoresetMode.SAME_STEP``): their last observation
+    and info are in ``info["final_obs"]`` and ``info["final_info"]``. Every episode lasts ``max_steps``.
+    Infos are dicts of arrays, each with its ``"_key"`` mask, as in Gymnasium's own vector envs.
+
+    :param num_envs: number of sub-environments.
+    :param device: torch device of the batch (``"cpu"`` or ``"cuda"``); observations come back as numpy.
+    :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, device: str = "cpu", render_mode: str | None = None, **kwargs: Any):
+        if render_mode is not None:
+            raise ValueError("the vector environment does not render; use LowLightEnv(render_mode='rgb_array')")
+        self.batched = BatchedLowLightEnv(num_envs, device, **kwargs)
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = single_spaces(self.batched)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = None
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
+        if seed is not None:
+            self._np_random_seed = seed if isinstance(seed, int) else None
+            self.action_space.seed(seed if isinstance(seed, int) else None)
+        return _numpy(self.batched.reset(seed, options)), {}
+
+    def step(self, actions: np.ndarray):
+        a = check_actions(actions, self.action_space.shape, self.batched.config.n_actions)
+        obs, reward_map, truncated, tinfo = self.batched.step(torch.from_numpy(a).to(self.batched.device))
+        n = self.num_envs
+        mask = np.ones(n, dtype=bool)
+        info: dict[str, Any] = {"reward_map": _numpy(reward_map), "_reward_map": mask}
+        for key, value in tinfo.items():
+            if key != "reward":
+                v = _numpy(value)
+                info[key], info[f"_{key}"] = v, (~np.isnan(v) if key in ("psnr", "ssim") else mask)
+        obs_np = _numpy(obs)
+        if truncated.any():
+            done = np.flatnonzero(truncated)
+            final_obs = np.full(n, None, dtype=object)
+            for i in done:
+                final_obs[i] = obs_np[i]
+            info = {"final_obs": final_obs, "_final_obs": truncated.copy(), "final_info": info}
+            info["_final_info"] = truncated.copy()
+            self.batched.reset_envs(done)
+            obs_np = _numpy(self.batched.image)
+        rewards = _numpy(tinfo["reward"]).astype(np.float64)
+        return obs_np, rewards, np.zeros(n, dtype=bool), truncated.copy(), info
+
+
+class LowLightSB3VecEnv(VecEnv):
+    """stable-baselines3 ``VecEnv`` over :class:`BatchedLowLightEnv`.
+
+    Each info carries ``"reward_map"`` ``(H, W)``, the loss terms, at an episode's end
+    ``"terminal_observation"``, ``"TimeLimit.truncated"`` and ``"episode"`` (return, length, time, so no
+    ``VecMonitor`` is needed). Pixel-wise algorithms skip the numpy path through :meth:`step_tensors`.
+
+    :param num_envs: number of sub-environments.
+    :param device: torch device of the batch.
+    :param seed: seed of the first reset (sub-environment i gets ``seed + i``).
+    :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`.
+    """
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
+        self.batched = BatchedLowLightEnv(num_envs, device, **kwargs)
+        observation_space, action_space = single_spaces(self.batched)
+        self.render_mode = None
+        super().__init__(num_envs, observation_space, action_space)
+        self._seed = seed
+        self._actions: np.ndarray | None = None
+        self._returns = np.zeros(num_envs)
+        self._start = time.time()
+
+    # -- tensor path, used by agents.PixelA2C / PixelPPO --------------------------------------------------
+    def reset_tensors(self) -> torch.Tensor:
+        obs = self.batched.reset(self._seed)
+        self._seed = None
+        self._returns[:] = 0.0
+        return obs
+
+    def step_tensors(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[dict]]:
+        """Step with an action tensor; returns ``(next_obs, reward_maps, dones, infos)``, next_obs reset
+        where done. Infos are empty but at an episode's end, where they hold SB3's episode record, the
+        final image's loss terms and ``"terminal_observation"`` (a tensor on the batch's device)."""
+        obs, reward_map, dones, tinfo = self.batched.step(actions)
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        self._returns += _numpy(tinfo["reward"])
+        if dones.any():
+            done = np.flatnonzero(dones)
+            ended = {k: _numpy(v) for k, v in tinfo.items() if k != "reward"}
+            for i in done:
+                infos[i] = {k: float(v[i]) for k, v in ended.items()}
+                infos[i]["terminal_observation"] = obs[i]
+                infos[i]["TimeLimit.truncated"] = True
+                infos[i]["episode"] = {
+                    "r": float(self._returns[i]),
+                    "l": int(self.batched.steps[i]),
+                    "t": round(time.time() - self._start, 6),
+                }
+                self._returns[i] = 0.0
+            self.batched.reset_envs(done)
+            obs = self.batched.image.clone()
+        return obs, reward_map, dones, infos
+
+    # -- SB3 VecEnv API --------------------------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        return _numpy(self.reset_tensors())
+
+    def step_async(self, actions: np.ndarray) -> None:
+        shape = (self.num_envs, *self.action_space.shape)
+        self._actions = check_actions(actions, shape, self.batched.config.n_actions)
+
+    def step_wait(self):
+        obs, reward_map, dones, infos = self.step_tensors(torch.from_numpy(self._actions).to(self.batched.device))
+        maps = _numpy(reward_map)
+        for i, info in enumerate(infos):
+            info["reward_map"] = maps[i]
+            if "terminal_observation" in info:
+                info["terminal_observation"] = _numpy(info["terminal_observation"])
+        return _numpy(obs), maps.mean((1, 2)), dones.copy(), infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.batched, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self.batched, attr_name, value)
+
+    def env_method(self, method_name: str, *args, indices: VecEnvIndices = None, **kwargs) -> list[Any]:
+        return [getattr(self.batched, method_name)(*args, **kwargs)] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class, indices: VecEnvIndices = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        self._seed = seed
+        return [None if seed is None else seed + i for i in range(self.num_envs)]
