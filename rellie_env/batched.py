@@ -8,7 +8,7 @@ import torch
 from gymnasium.utils import seeding
 
 from rellie_env.config import EnvConfig, sample_start
-from rellie_env.core import state_loss, transition
+from rellie_env.core import EpisodeInput, state_loss, transition
 from rellie_env.metrics import psnr, ssim
 
 
@@ -25,6 +25,8 @@ class BatchedLowLightEnv:
     :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`; ``crop_size`` must be set
         unless all source images share one size.
     """
+
+    render_mode = None
 
     def __init__(self, num_envs: int, device: str | torch.device = "cpu", **kwargs: Any) -> None:
         if num_envs < 1:
@@ -44,7 +46,7 @@ class BatchedLowLightEnv:
         self.rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         b = num_envs
         self.image = torch.zeros((b, *self.image_shape), device=self.device)
-        self.original = torch.zeros_like(self.image)
+        self.original = EpisodeInput.of(torch.zeros_like(self.image), self.config.weights)
         self.target = torch.zeros_like(self.image)
         self.has_target = np.zeros(b, dtype=bool)
         self.loss = torch.zeros(b, device=self.device)
@@ -70,7 +72,7 @@ class BatchedLowLightEnv:
         index = (options or {}).get("index")
         indices = index if isinstance(index, (list, tuple, np.ndarray)) else [index] * self.num_envs
         self.reset_envs(np.arange(self.num_envs), indices)
-        return self.image.clone()
+        return self.image
 
     def reset_envs(self, envs: np.ndarray, indices: Sequence[int | None] | None = None) -> None:
         """Start new episodes in the sub-environments ``envs`` only (used for auto-reset)."""
@@ -85,17 +87,22 @@ class BatchedLowLightEnv:
             images.append(image)
             targets.append(image if target is None else target)
         rows = torch.from_numpy(envs).to(self.device)
-        new = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2)).to(self.device)
-        self.original[rows] = new
-        self.image[rows] = new
+        # Observations handed out earlier share memory with the state: copy before writing new episodes in.
+        self.image, self.target = self.image.clone(), self.target.clone()
+        new = EpisodeInput.of(torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2)).to(self.device), self.config.weights)
+        self.original = EpisodeInput(self.original.image.clone(), self.original.blocks.clone())
+        self.original.image[rows] = new.image
+        self.original.blocks[rows] = new.blocks
+        self.image[rows] = new.image
         self.target[rows] = torch.from_numpy(np.stack(targets).transpose(0, 3, 1, 2)).to(self.device)
-        self.loss[rows] = state_loss(new, new, self.config.weights)
+        self.loss[rows] = state_loss(new.image, new, self.config.weights)
         self.steps[envs] = 0
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]]:
         """Apply the action maps ``(B, 3, H, W)`` (any integer dtype, on ``device``).
 
-        :return: ``(observations, reward_maps (B, H, W), truncated (B,) numpy bool, info)``; info holds
+        :return: ``(observations, reward_maps (B, H, W), truncated (B,) numpy bool, info)``; the observations
+            are a new tensor each step that the environment never writes to again; info holds
             ``"reward"`` (B,), ``"image_loss"`` (B,), ``"loss/<term>"`` (B,) tensors and, for episodes that
             end with a target, ``"psnr"``/``"ssim"`` (B,) tensors (NaN where there is no target). Finished
             sub-environments are not reset here: call :meth:`reset_envs`.
@@ -116,7 +123,7 @@ class BatchedLowLightEnv:
         self.image, self.loss = t.image, t.image_loss
         self.steps += 1
         truncated = self.steps >= self.config.max_steps
-        info: dict[str, Any] = {"reward": t.reward_map.mean((1, 2)), "image_loss": t.image_loss}
+        info: dict[str, Any] = {"reward": t.reward, "image_loss": t.image_loss}
         info.update({f"loss/{k}": v for k, v in t.terms.items()})
         ended = truncated & self.has_target
         if ended.any():
@@ -124,4 +131,4 @@ class BatchedLowLightEnv:
             nan = torch.full((self.num_envs,), float("nan"), device=self.device, dtype=torch.float64)
             info["psnr"] = torch.where(mask, psnr(self.image, self.target), nan)
             info["ssim"] = torch.where(mask, ssim(self.image, self.target), nan)
-        return self.image.clone(), t.reward_map, truncated, info
+        return self.image, t.reward_map, truncated, info

@@ -10,21 +10,35 @@ from dataclasses import dataclass
 import torch
 
 from rellie_env.curves import ActionSet
-from rellie_env.losses import LOSS_TERMS, LossWeights, loss_map, loss_terms, weighted_sum
+from rellie_env.losses import LOSS_TERMS, LossWeights, grey_blocks, loss_map, loss_terms, weighted_sum
 
 REWARD_MODES = ("paper", "delta", "pixel")
 STATE_TERMS = ("spatial", "exposure", "color")
 
 
 @dataclass
+class EpisodeInput:
+    """The images an episode started from, ``(B, 3, H, W)``, with their grey blocks for L_spa."""
+
+    image: torch.Tensor
+    blocks: torch.Tensor
+
+    @classmethod
+    def of(cls, image: torch.Tensor, weights: LossWeights) -> "EpisodeInput":
+        return cls(image, grey_blocks(image, weights.spatial_block))
+
+
+@dataclass
 class Transition:
     """Result of one step for a batch: new images ``(B,3,H,W)``, alpha before coupling ``(B,3,H,W)``,
-    reward maps ``(B,H,W)``, unweighted loss terms of the new state ``{name: (B,)}`` and the weighted
-    loss of the new image alone ``(B,)`` (what ``"delta"`` compares)."""
+    reward maps ``(B,H,W)`` (an expanded view of ``reward`` in the scalar modes) and their means
+    ``(B,)``, unweighted loss terms of the new state ``{name: (B,)}`` and the weighted loss of the new
+    image alone ``(B,)`` (what ``"delta"`` compares)."""
 
     image: torch.Tensor
     alpha: torch.Tensor
     reward_map: torch.Tensor
+    reward: torch.Tensor
     terms: dict[str, torch.Tensor]
     image_loss: torch.Tensor
 
@@ -35,14 +49,14 @@ def validate_reward_mode(mode: str) -> str:
     return mode
 
 
-def state_loss(image: torch.Tensor, original: torch.Tensor, weights: LossWeights) -> torch.Tensor:
+def state_loss(image: torch.Tensor, original: EpisodeInput, weights: LossWeights) -> torch.Tensor:
     """Weighted loss of images alone (no alpha term): the potential that ``"delta"`` rewards lowering."""
-    return weighted_sum(loss_terms(image, original, None, weights), weights, STATE_TERMS)
+    return weighted_sum(loss_terms(image, original.image, None, weights, original.blocks), weights, STATE_TERMS)
 
 
 def transition(
     image: torch.Tensor,
-    original: torch.Tensor,
+    original: EpisodeInput,
     actions: torch.Tensor,
     action_set: ActionSet,
     weights: LossWeights,
@@ -52,7 +66,7 @@ def transition(
     """Apply an action map to a batch of images and score the result.
 
     :param image: current images ``(B, 3, H, W)`` in [0, 1].
-    :param original: the episode's input images (spatial consistency and the ratio colour term refer to them).
+    :param original: the episode's input (spatial consistency and the ratio colour term refer to it).
     :param actions: integer action maps ``(B, 3, H, W)``; channel c acts on RGB channel c.
     :param previous_loss: ``state_loss`` of ``image`` (``(B,)``), for ``reward_mode="delta"``.
     :return: the :class:`Transition`. Reward maps: ``"paper"`` is minus the released total loss
@@ -60,15 +74,16 @@ def transition(
         minus the smoothness charge, at every pixel; ``"pixel"`` is minus the local loss map.
     """
     new, alpha = action_set.step(image, actions)
-    terms = loss_terms(new, original, alpha, weights)
+    terms = loss_terms(new, original.image, alpha, weights, original.blocks)
     new_loss = weighted_sum(terms, weights, STATE_TERMS)
     b, _, h, w = new.shape
     if reward_mode == "pixel":
-        reward_map = -loss_map(new, original, alpha, weights)
+        reward_map = -loss_map(new, original.image, alpha, weights, original.blocks)
+        reward = reward_map.mean((1, 2))
     else:
         if reward_mode == "paper":
             reward = -weighted_sum(terms, weights, LOSS_TERMS)
         else:
             reward = previous_loss - new_loss - weights.smoothness * terms["smoothness"]
-        reward_map = reward.view(b, 1, 1).expand(b, h, w).contiguous()
-    return Transition(new, alpha, reward_map, terms, new_loss)
+        reward_map = reward.view(b, 1, 1).expand(b, h, w)
+    return Transition(new, alpha, reward_map, reward, terms, new_loss)

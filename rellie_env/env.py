@@ -9,7 +9,7 @@ import torch
 from gymnasium import spaces
 
 from rellie_env.config import EnvConfig, check_actions, sample_start
-from rellie_env.core import state_loss, transition
+from rellie_env.core import EpisodeInput, state_loss, transition
 from rellie_env.images import to_float_rgb
 from rellie_env.metrics import psnr, ssim
 
@@ -151,8 +151,8 @@ class LowLightEnv(gym.Env):
             image, target = sample_start(self.np_random, self.source, self.config.augmentation, options.get("index"))
         if image.shape[:2] != self.observation_space.shape[1:]:
             self._set_spaces(image.shape[:2])
-        self._original = to_tensor(image)
-        self._image = self._original.clone()
+        self._original = EpisodeInput.of(to_tensor(image), self.config.weights)
+        self._image = self._original.image  # never written in place: each step makes a new tensor
         self._target = None if target is None else to_tensor(target)
         self._loss = state_loss(self._image, self._original, self.config.weights)
         self._steps = 0
@@ -174,16 +174,16 @@ class LowLightEnv(gym.Env):
         self._image, self._loss = t.image, t.image_loss
         self._steps += 1
         truncated = self._steps >= self.config.max_steps
-        reward_map = t.reward_map[0].numpy()
+        reward_map = np.ascontiguousarray(t.reward_map[0].numpy())
         info: dict[str, Any] = {"reward_map": reward_map, "image_loss": float(t.image_loss[0])}
         info.update({f"loss/{k}": float(v[0]) for k, v in t.terms.items()})
         if truncated and self._target is not None:
             info["psnr"] = float(psnr(self._image, self._target)[0])
             info["ssim"] = float(ssim(self._image, self._target)[0])
-        return self._image[0].numpy().copy(), float(reward_map.mean()), False, truncated, info
+        return self._image[0].numpy().copy(), float(t.reward[0]), False, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._image is None:
             return None
-        both = torch.cat((self._original[0], self._image[0]), dim=2)
+        both = torch.cat((self._original.image[0], self._image[0]), dim=2)
         return (both.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)

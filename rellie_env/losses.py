@@ -26,15 +26,31 @@ def _neighbour_differences(x: torch.Tensor) -> torch.Tensor:
     )
 
 
-def spatial_consistency_map(enhanced: torch.Tensor, original: torch.Tensor, block: int = 4) -> torch.Tensor:
+def grey_blocks(x: torch.Tensor, block: int, grey: torch.Tensor | None = None) -> torch.Tensor:
+    """Channel mean of ``x`` averaged over ``block x block`` blocks: ``(B, 1, H // block, W // block)``.
+
+    ``grey`` is ``x.mean(1, keepdim=True)`` when the caller already has it (it is shared between terms).
+    """
+    return F.avg_pool2d(x.mean(1, keepdim=True) if grey is None else grey, block)
+
+
+def spatial_consistency_map(
+    enhanced: torch.Tensor,
+    original: torch.Tensor,
+    block: int = 4,
+    original_blocks: torch.Tensor | None = None,
+    grey: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Zero-DCE's L_spa per ``block x block`` region: ``(B, 1, H // block, W // block)``.
 
     Both images are averaged over channels and pooled in blocks; the loss is the squared change of each
     block's difference to its four neighbours, so it charges any change of local contrast.
+    ``original_blocks`` (``grey_blocks(original, block)``) saves recomputing it at every step of an episode.
     """
-    pooled_enh = F.avg_pool2d(enhanced.mean(1, keepdim=True), block)
-    pooled_org = F.avg_pool2d(original.mean(1, keepdim=True), block)
-    return (_neighbour_differences(pooled_org) - _neighbour_differences(pooled_enh)).pow(2).sum(0)
+    if original_blocks is None:
+        original_blocks = grey_blocks(original, block)
+    pooled_enh = grey_blocks(enhanced, block, grey)
+    return (_neighbour_differences(original_blocks) - _neighbour_differences(pooled_enh)).square_().sum(0)
 
 
 def spatial_consistency_loss(enhanced: torch.Tensor, original: torch.Tensor, block: int = 4) -> torch.Tensor:
@@ -42,9 +58,11 @@ def spatial_consistency_loss(enhanced: torch.Tensor, original: torch.Tensor, blo
     return spatial_consistency_map(enhanced, original, block).mean((1, 2, 3))
 
 
-def exposure_map(x: torch.Tensor, patch: int = 16, level: float = 0.6) -> torch.Tensor:
+def exposure_map(
+    x: torch.Tensor, patch: int = 16, level: float = 0.6, grey: torch.Tensor | None = None
+) -> torch.Tensor:
     """Squared distance of each ``patch x patch`` mean intensity to ``level``: ``(B, 1, H // p, W // p)``."""
-    return (F.avg_pool2d(x.mean(1, keepdim=True), patch) - level).pow(2)
+    return (grey_blocks(x, patch, grey) - level).square_()
 
 
 def exposure_loss(x: torch.Tensor, patch: int = 16, level: float = 0.6) -> torch.Tensor:
@@ -99,8 +117,8 @@ def smoothness_map(alpha: torch.Tensor) -> torch.Tensor:
 def smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
     """Illumination smoothness L_TV of the alpha maps (Zero-DCE's TV loss, per image): ``(B,)``."""
     _, _, h, w = alpha.shape
-    h_tv = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum((1, 2, 3))
-    w_tv = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum((1, 2, 3))
+    h_tv = (alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).square_().sum((1, 2, 3))
+    w_tv = (alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).square_().sum((1, 2, 3))
     return 2.0 * (h_tv / max((h - 1) * w, 1) + w_tv / max(h * (w - 1), 1))
 
 
@@ -138,16 +156,26 @@ LOSS_TERMS = ("spatial", "exposure", "color", "smoothness")
 
 
 def loss_terms(
-    image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights
+    image: torch.Tensor,
+    original: torch.Tensor,
+    alpha: torch.Tensor | None,
+    weights: LossWeights,
+    original_blocks: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The four unweighted loss terms of each image, ``{name: (B,)}``; smoothness is 0 without ``alpha``."""
+    """The four unweighted loss terms of each image, ``{name: (B,)}``; smoothness is 0 without ``alpha``.
+
+    ``original_blocks`` is ``grey_blocks(original, weights.spatial_block)``, when the caller keeps it.
+    """
     if weights.color_mode == "grey-world":
         color = color_constancy_loss(image)
     else:
         color = color_ratio_loss(image, original)
+    grey = image.mean(1, keepdim=True)
+    spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks, grey)
+    exposure = exposure_map(image, weights.exposure_patch, weights.exposure_level, grey)
     return {
-        "spatial": spatial_consistency_loss(image, original, weights.spatial_block),
-        "exposure": exposure_loss(image, weights.exposure_patch, weights.exposure_level),
+        "spatial": spatial.mean((1, 2, 3)),
+        "exposure": exposure.mean((1, 2, 3)),
         "color": color,
         "smoothness": smoothness_loss(alpha) if alpha is not None else torch.zeros_like(color),
     }
@@ -175,12 +203,17 @@ def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def loss_map(
-    image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights
+    image: torch.Tensor,
+    original: torch.Tensor,
+    alpha: torch.Tensor | None,
+    weights: LossWeights,
+    original_blocks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Local version of the weighted loss, ``(B, H, W)``: exposure per patch, spatial consistency per
     block, smoothness per pixel and colour per image (grey-world) or per pixel (ratio)."""
     b, _, h, w = image.shape
-    total = weights.spatial * _upsample(spatial_consistency_map(image, original, weights.spatial_block), (h, w))
+    spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks)
+    total = weights.spatial * _upsample(spatial, (h, w))
     patch, level = weights.exposure_patch, weights.exposure_level
     total = total + weights.exposure * _upsample(exposure_map(image, patch, level), (h, w))
     if weights.color_mode == "grey-world":

@@ -60,7 +60,7 @@ class LowLightVectorEnv(VectorEnv):
         obs, reward_map, truncated, tinfo = self.batched.step(torch.from_numpy(a).to(self.batched.device))
         n = self.num_envs
         mask = np.ones(n, dtype=bool)
-        info: dict[str, Any] = {"reward_map": _numpy(reward_map), "_reward_map": mask}
+        info: dict[str, Any] = {"reward_map": np.ascontiguousarray(_numpy(reward_map)), "_reward_map": mask}
         for key, value in tinfo.items():
             if key != "reward":
                 v = _numpy(value)
@@ -95,7 +95,6 @@ class LowLightSB3VecEnv(VecEnv):
     def __init__(self, num_envs: int, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
         self.batched = BatchedLowLightEnv(num_envs, device, **kwargs)
         observation_space, action_space = single_spaces(self.batched)
-        self.render_mode = None
         super().__init__(num_envs, observation_space, action_space)
         self._seed = seed
         self._actions: np.ndarray | None = None
@@ -143,7 +142,7 @@ class LowLightSB3VecEnv(VecEnv):
 
     def step_wait(self):
         obs, reward_map, dones, infos = self.step_tensors(torch.from_numpy(self._actions).to(self.batched.device))
-        maps = _numpy(reward_map)
+        maps = np.ascontiguousarray(_numpy(reward_map))
         for i, info in enumerate(infos):
             info["reward_map"] = maps[i]
             if "terminal_observation" in info:

@@ -1,0 +1,261 @@
+"""LowLight-v0: API checks, seeding, fidelity to the released code, reward modes, bad input."""
+import subprocess
+import sys
+import warnings
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rellie_env
+from rellie_env.env import LowLightEnv
+from rellie_env.images import to_float_rgb
+
+from .conftest import reference_file
+
+
+def small_env(**kwargs) -> LowLightEnv:
+    kwargs.setdefault("crop_size", 32)
+    return LowLightEnv(**kwargs)
+
+
+def test_gymnasium_and_sb3_check_env():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    check_env(gym.make("LowLight-v0", crop_size=32).unwrapped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3 warns that a float image / multi-dim nvec needs its wrappers
+        sb3_check_env(small_env(), warn=True)
+
+
+def test_make_by_module_path_without_prior_import():
+    code = "import gymnasium as gym; e = gym.make('rellie_env:LowLight-v0', crop_size=32); print(e.reset(seed=1)[0].shape)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(3, 32, 32)"
+
+
+def test_spaces_and_fresh_observations():
+    env = small_env(max_steps=3)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == (3, 32, 32) and obs.dtype == np.float32
+    assert env.action_space.nvec.shape == (3, 32, 32) and (env.action_space.nvec == 27).all()
+    obs2, *_ = env.step(np.full((3, 32, 32), 26))
+    assert obs2 is not obs and not np.shares_memory(obs, obs2)
+    obs2[:] = 0  # the caller owns the array: the environment's state must not change
+    obs3, *_ = env.step(np.full((3, 32, 32), 6))
+    assert obs3.mean() > 0.05
+
+
+def test_seeding_is_deterministic():
+    def rollout(seed):
+        env = small_env(max_steps=4)
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        out = [obs]
+        for _ in range(4):
+            obs, r, *_ = env.step(env.action_space.sample())
+            out += [obs, r]
+        return out
+
+    a, b, c = rollout(3), rollout(3), rollout(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_episode_truncates_at_max_steps_with_metrics():
+    env = small_env(max_steps=3)
+    env.reset(seed=0)
+    ends = [env.step(np.full((3, 32, 32), 20))[2:4] for _ in range(3)]
+    assert ends == [(False, False), (False, False), (False, True)]
+    env.reset(seed=0)
+    for _ in range(3):
+        *_, info = env.step(np.full((3, 32, 32), 20))
+    assert 5.0 < info["psnr"] < 60.0 and 0.0 < info["ssim"] <= 1.0
+
+
+def test_fidelity_to_the_released_code():
+    """Recorded actions of the original code (BGR heads) reproduce its images in our RGB env."""
+    ref = np.load(reference_file("rellie_reference_astronaut.npz"))
+    bgr = cv2.imread(str(reference_file("rellie_reference_astronaut_input.png")))
+    env = LowLightEnv(crop_size=None, max_steps=6, lead_channel=2)
+    obs, _ = env.reset(options={"image": bgr[:, :, ::-1]})
+    images = ref["images_bgr_chw"][:, ::-1]  # BGR -> RGB
+    np.testing.assert_allclose(obs, images[0], atol=1e-5)
+    for t in range(6):
+        obs, *_ = env.step(ref["actions_bgr"][t][::-1])  # RGB channel c takes head 2 - c
+        np.testing.assert_allclose(obs, images[t + 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["paper", "delta", "pixel"])
+def test_reward_is_the_mean_of_the_reward_map(mode):
+    env = small_env(reward_mode=mode, max_steps=3)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    m = info["reward_map"]
+    assert m.shape == (32, 32) and m.dtype == np.float32
+    assert reward == pytest.approx(float(m.mean()), rel=1e-6)
+    if mode != "pixel":
+        assert np.all(m == m.flat[0])
+    else:
+        assert m.std() > 0
+
+
+def test_reward_modes_agree_on_the_loss():
+    action = np.random.default_rng(0).integers(0, 27, (3, 32, 32))
+    out = {}
+    for mode in ("paper", "delta", "pixel"):
+        env = small_env(reward_mode=mode)
+        _, info0 = env.reset(seed=5)
+        _, r, _, _, info = env.step(action)
+        out[mode] = (r, info0, info)
+    r_paper, _, info = out["paper"]
+    total = info["image_loss"] + 200 * info["loss/smoothness"]
+    assert r_paper == pytest.approx(-total, rel=1e-5)
+    assert out["pixel"][0] == pytest.approx(r_paper, rel=1e-3)  # local terms average to the global ones
+    r_delta, info0, info = out["delta"]
+    assert r_delta == pytest.approx(info0["image_loss"] - total, rel=1e-4)
+
+
+def test_delta_rewards_telescope_without_smoothness():
+    env = small_env(reward_mode="delta", smoothness_weight=0.0, max_steps=5)
+    _, info0 = env.reset(seed=1)
+    total = 0.0
+    for a in (26, 20, 10, 3, 6):
+        _, r, _, _, info = env.step(np.full((3, 32, 32), a))
+        total += r
+    assert total == pytest.approx(info0["image_loss"] - info["image_loss"], rel=1e-4)
+
+
+def test_brightening_lowers_the_exposure_loss():
+    env = small_env(reward_mode="paper", max_steps=6)
+    _, info0 = env.reset(seed=2)
+    rewards = []
+    for _ in range(3):
+        _, r, _, _, info = env.step(np.full((3, 32, 32), 26))
+        rewards.append(r)
+    assert info["image_loss"] < info0["image_loss"] and rewards[2] > rewards[0]
+
+
+def test_render_shows_input_beside_current():
+    env = small_env(render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    env.step(np.full((3, 32, 32), 26))
+    frame = env.render()
+    assert frame.shape == (32, 64, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame[:, :32], np.round(obs.transpose(1, 2, 0) * 255).astype(np.uint8))
+    assert frame[:, 32:].mean() > frame[:, :32].mean()
+
+
+def test_reset_from_an_index_and_an_image():
+    env = LowLightEnv(data="builtin:test", crop_size=None, flip_prob=0, rotate_prob=0)
+    obs, _ = env.reset(seed=0, options={"index": 1})
+    assert obs.shape == (3, *env.source.images[1].shape[:2]) == env.observation_space.shape
+    img = (np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)
+    obs, _ = env.reset(options={"image": img})
+    assert obs.shape == (3, 20, 24) == env.action_space.shape
+    np.testing.assert_allclose(obs, img.transpose(2, 0, 1) / 255.0, atol=1e-7)
+    with pytest.raises(ValueError, match="index"):
+        env.reset(options={"index": 99})
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+
+def test_missing_and_empty_folders_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="nowhere"):
+        LowLightEnv(data=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        LowLightEnv(data=str(tmp_path))
+
+
+def test_unreadable_files_are_skipped_and_listed(tmp_path):
+    cv2.imwrite(str(tmp_path / "good.png"), np.full((40, 40, 3), 30, np.uint8))
+    (tmp_path / "sub").mkdir()
+    cv2.imwrite(str(tmp_path / "sub" / "deep.jpg"), np.full((40, 40, 3), 60, np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.png"):
+        env = LowLightEnv(data=str(tmp_path), crop_size=32)
+    assert sorted(env.source.names) == ["deep", "good"]
+    assert env.source.skipped == [str(tmp_path / "broken.png")]
+    (tmp_path / "good.png").unlink()
+    (tmp_path / "sub" / "deep.jpg").unlink()
+    with pytest.raises(ValueError, match="no readable image"), pytest.warns(UserWarning):
+        LowLightEnv(data=str(tmp_path))
+
+
+def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
+    gray = np.full((40, 50), 100, np.uint8)
+    rgba = np.dstack([np.full((40, 50, 3), 200, np.uint8), np.zeros((40, 50), np.uint8)])
+    deep = np.full((40, 50, 3), 65535 // 4, np.uint16)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    env = LowLightEnv(data=str(tmp_path), crop_size=None)
+    means = {n: float(i.mean()) for n, i in zip(env.source.names, env.source.images)}
+    assert all(i.shape == (40, 50, 3) and i.dtype == np.float32 for i in env.source.images)
+    assert means == pytest.approx({"deep": 0.25, "gray": 100 / 255, "rgba": 200 / 255}, abs=1e-3)
+    for arr in (gray, rgba, deep, gray[:, :, None]):
+        assert to_float_rgb(arr).shape == (40, 50, 3)
+    with pytest.raises(ValueError, match="shape"):
+        to_float_rgb(np.zeros((4, 5, 2)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_float_rgb(np.full((4, 5, 3), 2.0))
+
+
+def test_images_smaller_than_the_crop_are_resized_up():
+    small = [np.full((20, 30, 3), 0.3, np.float32)]
+    env = LowLightEnv(data=small, crop_size=32)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 32, 32)
+    np.testing.assert_allclose(obs, 0.3, atol=1e-6)
+
+
+def test_bad_actions_say_what_was_expected():
+    env = small_env()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
+        env.step(np.zeros((3, 16, 16), np.int64))
+    with pytest.raises(ValueError, match=r"\[0, 27\)"):
+        env.step(np.full((3, 32, 32), 27))
+    with pytest.raises(ValueError, match=r"\[0, 27\)"):
+        env.step(np.full((3, 32, 32), -1))
+    with pytest.raises(ValueError, match="integers"):
+        env.step(np.full((3, 32, 32), 0.5))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="reward_mode"):
+        LowLightEnv(reward_mode="bogus")
+    with pytest.raises(ValueError, match="crop_size"):
+        LowLightEnv(crop_size=4)
+    with pytest.raises(ValueError, match="color_mode"):
+        LowLightEnv(color_mode="sepia")
+    with pytest.raises(ValueError, match="empty"):
+        LowLightEnv(data=[])
+
+
+def test_targets_folder_pairs_by_stem(tmp_path):
+    low, high = tmp_path / "low", tmp_path / "high"
+    low.mkdir()
+    high.mkdir()
+    rng = np.random.default_rng(0)
+    clean = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(low / "a.png"), (clean * 0.2).astype(np.uint8))
+    cv2.imwrite(str(high / "a.png"), clean)
+    cv2.imwrite(str(low / "b.png"), (clean * 0.3).astype(np.uint8))  # no target
+    env = LowLightEnv(data=str(low), targets=str(high), crop_size=None, max_steps=1)
+    assert [t is not None for t in env.source.targets] == [True, False]
+    env.reset(options={"index": 0})
+    *_, info = env.step(np.full((3, 40, 40), 26))
+    assert "psnr" in info
+    env.reset(options={"index": 1})
+    *_, info = env.step(np.full((3, 40, 40), 26))
+    assert "psnr" not in info
+
+
+def test_registered_once():
+    assert "LowLight-v0" in gym.registry and rellie_env.LowLightEnv is LowLightEnv
