@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from rellie_env.curves import ActionSet
-from rellie_env.losses import LOSS_TERMS, LossWeights, grey_blocks, loss_map, loss_terms, weighted_sum
+from rellie_env.losses import LOSS_TERMS, LossWeights, grey_blocks, loss_map, loss_terms, smoothness_map, weighted_sum
 
-REWARD_MODES = ("paper", "delta", "pixel")
+REWARD_MODES = ("paper", "delta", "pixel", "pixel-delta")
 STATE_TERMS = ("spatial", "exposure", "color")
 
 
@@ -71,13 +71,25 @@ def transition(
     :param previous_loss: ``state_loss`` of ``image`` (``(B,)``), for ``reward_mode="delta"``.
     :return: the :class:`Transition`. Reward maps: ``"paper"`` is minus the released total loss
         (including ``smoothness * L_TV(alpha)``) at every pixel; ``"delta"`` is the drop of the image's loss
-        minus the smoothness charge, at every pixel; ``"pixel"`` is minus the local loss map.
+        minus the smoothness charge, at every pixel; ``"pixel"`` is minus the local loss map;
+        ``"pixel-delta"`` is each pixel's share of the drop of the image's loss, to first order
+        (``-H*W * dL/dx' . (x' - x)`` summed over channels: a difference reward, what this pixel's own
+        change did to the loss, whose mean is the drop), minus the local smoothness charge.
     """
     new, alpha = action_set.step(image, actions)
+    if reward_mode == "pixel-delta":
+        with torch.enable_grad():
+            leaf = new.detach().requires_grad_(True)
+            loss = weighted_sum(loss_terms(leaf, original.image, None, weights, original.blocks), weights, STATE_TERMS)
+            (gradient,) = torch.autograd.grad(loss.sum(), leaf)
     terms = loss_terms(new, original.image, alpha, weights, original.blocks)
     new_loss = weighted_sum(terms, weights, STATE_TERMS)
     b, _, h, w = new.shape
-    if reward_mode == "pixel":
+    if reward_mode == "pixel-delta":
+        share = (gradient * (new - image)).sum(1).mul_(-h * w)
+        reward_map = share - weights.smoothness * smoothness_map(alpha)[:, 0]
+        reward = reward_map.mean((1, 2))
+    elif reward_mode == "pixel":
         reward_map = -loss_map(new, original.image, alpha, weights, original.blocks)
         reward = reward_map.mean((1, 2))
     else:

@@ -57,7 +57,11 @@ class LowLightEnv(gym.Env):
     * ``"paper"``: minus the loss of the new state, one scalar (as released);
     * ``"delta"``: the loss of the image before the step minus after it, minus the smoothness charge;
     * ``"pixel"``: a per-pixel map of the same terms made local: exposure per 16×16 patch, spatial
-      consistency per 4×4 block, smoothness per pixel, colour per image, upsampled to ``H × W``.
+      consistency per 4×4 block, smoothness per pixel, colour per image, upsampled to ``H × W``;
+    * ``"pixel-delta"``: each pixel's share of the drop of the image's loss in this step, to first order
+      (``−H·W·∂L/∂x'·(x' − x)``, summed over channels), minus its local smoothness charge. This is a
+      *difference reward* (what this pixel's own change did to the loss, the others' held fixed), the
+      credit assignment of multi-agent RL; its mean is the ``"delta"`` reward to first order.
 
     In every mode ``info["reward_map"]`` is that ``(H, W)`` float32 map and the returned reward is its
     mean, so a pixel-wise learner and a stock learner see the same signal. ``info`` also holds each
@@ -91,7 +95,7 @@ class LowLightEnv(gym.Env):
       image file, or a list of arrays. ``targets``: a folder of ground truths paired by file stem.
     * ``crop_size`` (70, ``None`` for whole images; an image smaller than the crop is first resized up),
       ``flip_prob`` (0.5), ``rotate_prob`` (0.5), ``max_rotation`` (10 degrees).
-    * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``).
+    * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``, ``"pixel-delta"``).
     * ``exposure_level`` (0.6), ``exposure_patch`` (16), ``spatial_weight``, ``exposure_weight``,
       ``color_weight``, ``smoothness_weight``, ``color_mode`` (``"grey-world"`` or ``"ratio"``).
     * ``n_actions`` (27), ``action_offset`` (6), ``action_scale`` (1/20), ``lead_channel`` (2, or ``None``),

@@ -89,7 +89,7 @@ def test_fidelity_to_the_released_code():
         np.testing.assert_allclose(obs, images[t + 1], atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["paper", "delta", "pixel"])
+@pytest.mark.parametrize("mode", ["paper", "delta", "pixel", "pixel-delta"])
 def test_reward_is_the_mean_of_the_reward_map(mode):
     env = small_env(reward_mode=mode, max_steps=3)
     env.reset(seed=0)
@@ -98,7 +98,7 @@ def test_reward_is_the_mean_of_the_reward_map(mode):
     m = info["reward_map"]
     assert m.shape == (32, 32) and m.dtype == np.float32
     assert reward == pytest.approx(float(m.mean()), rel=1e-6)
-    if mode != "pixel":
+    if mode in ("paper", "delta"):
         assert np.all(m == m.flat[0])
     else:
         assert m.std() > 0
@@ -118,6 +118,21 @@ def test_reward_modes_agree_on_the_loss():
     assert out["pixel"][0] == pytest.approx(r_paper, rel=1e-3)  # local terms average to the global ones
     r_delta, info0, info = out["delta"]
     assert r_delta == pytest.approx(info0["image_loss"] - total, rel=1e-4)
+
+
+def test_pixel_delta_is_a_first_order_share_of_the_drop():
+    env = small_env(reward_mode="pixel-delta", smoothness_weight=0.0, crop_size=64)
+    _, info0 = env.reset(seed=3)
+    _, reward, _, _, info = env.step(np.full((3, 64, 64), 10))  # a gentle step: first order is close
+    drop = info0["image_loss"] - info["image_loss"]
+    assert reward == pytest.approx(drop, rel=0.1)
+    # A pixel that alone darkens a too-dark image is charged; its brightening neighbours are credited.
+    env.reset(seed=3)
+    action = np.full((3, 64, 64), 16)
+    action[:, 30, 30] = 0
+    *_, info = env.step(action)
+    m = info["reward_map"]
+    assert m[30, 30] < 0 < m[30, 31]
 
 
 def test_delta_rewards_telescope_without_smoothness():

@@ -1,0 +1,67 @@
+"""A categorical distribution per pixel and per head, held as one tensor of logits."""
+from __future__ import annotations
+
+import torch
+from stable_baselines3.common.distributions import Distribution
+
+
+class PixelCategoricalDistribution(Distribution):
+    """Independent categoricals over an action map: logits ``(B, heads, n_actions, H, W)``.
+
+    The ``*_map`` methods give per-pixel values summed over the heads, ``(B, H, W)``, which the pixel-wise
+    algorithms use; :meth:`log_prob` and :meth:`entropy` sum them over the image, ``(B,)``, as SB3's stock
+    algorithms expect of a joint action.
+
+    :param n_actions: actions per head.
+    """
+
+    def __init__(self, n_actions: int) -> None:
+        super().__init__()
+        self.n_actions = n_actions
+        self.log_probs: torch.Tensor | None = None
+
+    def proba_distribution_net(self, *args, **kwargs):
+        raise NotImplementedError("the policy builds its own convolutional heads (PixelActorCriticPolicy)")
+
+    def proba_distribution(self, action_logits: torch.Tensor) -> "PixelCategoricalDistribution":
+        self.log_probs = torch.log_softmax(action_logits, dim=2)
+        return self
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.log_probs.exp()
+
+    def log_prob_map(self, actions: torch.Tensor) -> torch.Tensor:
+        """Log-probability of an action map ``(B, heads, H, W)``, summed over heads: ``(B, H, W)``."""
+        return self.log_probs.gather(2, actions.long().unsqueeze(2)).squeeze(2).sum(1)
+
+    def entropy_map(self) -> torch.Tensor:
+        """Entropy per pixel, summed over heads: ``(B, H, W)``."""
+        return -(self.probs * self.log_probs).sum((1, 2))
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_map(actions.view(-1, *self.log_probs.shape[1:2], *self.log_probs.shape[3:])).sum((1, 2))
+
+    def entropy(self) -> torch.Tensor:
+        return self.entropy_map().sum((1, 2))
+
+    def sample(self) -> torch.Tensor:
+        # Inverse CDF: one uniform per pixel and head instead of one Gumbel per action.
+        cdf = self.probs.cumsum(2)
+        u = torch.rand_like(cdf[:, :, :1]) * cdf[:, :, -1:]
+        return (cdf < u).sum(2).clamp_(max=self.n_actions - 1)
+
+    def mode(self) -> torch.Tensor:
+        return self.log_probs.argmax(2)
+
+    def expected(self, values: torch.Tensor) -> torch.Tensor:
+        """Expectation of per-action ``values`` (e.g. the curve strengths) per pixel and head: ``(B, heads, H, W)``."""
+        return torch.einsum("bkahw,a->bkhw", self.probs, values)
+
+    def actions_from_params(self, action_logits: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        self.proba_distribution(action_logits)
+        return self.get_actions(deterministic=deterministic)
+
+    def log_prob_from_params(self, action_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        actions = self.actions_from_params(action_logits)
+        return actions, self.log_prob(actions)

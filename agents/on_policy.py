@@ -1,0 +1,92 @@
+"""What PixelA2C and PixelPPO share: rollouts that keep one reward per pixel, and the smoothness penalty."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.buffers import PixelRolloutBuffer
+from agents.distributions import PixelCategoricalDistribution
+from rellie_env.losses import smoothness_loss
+from rellie_env.vector import LowLightSB3VecEnv
+
+FINAL_KEYS = ("image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss/smoothness", "psnr", "ssim")
+
+
+class PixelOnPolicyMixin:
+    """Rollout collection for pixel-wise on-policy algorithms (mixed into SB3's ``A2C`` / ``PPO``).
+
+    With :class:`~rellie_env.vector.LowLightSB3VecEnv` a rollout stays in torch on the env's device; with
+    any other ``VecEnv`` (e.g. ``DummyVecEnv`` of ``LowLight-v0``) the reward map is read from
+    ``info["reward_map"]``, falling back to the scalar reward at every pixel for an env without one.
+    ``reward_scale`` multiplies the reward maps before they are stored.
+    """
+
+    reward_scale: float = 1.0
+    alpha_smoothness_coef: float = 0.0
+
+    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float) -> None:
+        self.reward_scale = reward_scale
+        self.alpha_smoothness_coef = alpha_smoothness_coef
+        self.final_info_buffer: deque[dict] = deque(maxlen=100)
+
+    def _env_step(self, env: VecEnv, actions: torch.Tensor):
+        if isinstance(env, LowLightSB3VecEnv):
+            obs, reward_map, dones, infos = env.step_tensors(actions.to(env.batched.device))
+            return obs.to(self.device), reward_map.to(self.device), dones, infos
+        obs, rewards, dones, infos = env.step(actions.cpu().numpy().reshape(env.num_envs, *self.action_space.shape))
+        h, w = self.observation_space.shape[1:]
+        maps = np.stack([info.get("reward_map", np.full((h, w), r, np.float32)) for info, r in zip(infos, rewards)])
+        return obs_as_tensor(obs, self.device), torch.as_tensor(maps, device=self.device), dones, infos
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: PixelRolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """Fill ``rollout_buffer`` with ``n_rollout_steps`` steps of every env (maps per pixel)."""
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        obs = obs_as_tensor(self._last_obs, self.device) if isinstance(self._last_obs, np.ndarray) else self._last_obs
+        starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
+        step_rewards = []
+        for _ in range(n_rollout_steps):
+            with torch.no_grad():
+                actions, values, log_probs = self.policy.act_pixels(obs)
+            new_obs, reward_map, dones, infos = self._env_step(env, actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            self.final_info_buffer.extend({k: i[k] for k in FINAL_KEYS if k in i} for i in infos if "episode" in i)
+            step_rewards.append(reward_map.mean())
+            rollout_buffer.add(obs, actions, reward_map * self.reward_scale, starts, values, log_probs)
+            obs = new_obs
+            starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            last_values = self.policy.value_map(obs)
+        rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=starts)
+        self._last_obs, self._last_episode_starts = obs, dones
+        self.logger.record("rollout/step_reward_mean", float(torch.stack(step_rewards).mean()))
+        for key in FINAL_KEYS:
+            values = [i[key] for i in self.final_info_buffer if key in i]
+            if values:
+                self.logger.record(f"rollout/final_{key.replace('loss/', 'loss_')}", float(np.mean(values)))
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _alpha_smoothness(self, dist: PixelCategoricalDistribution) -> torch.Tensor:
+        """Smoothness (L_TV) of the policy's expected alpha maps: differentiable, unlike the sampled maps'."""
+        if self.alpha_smoothness_coef == 0.0:
+            return torch.zeros((), device=self.device)
+        return smoothness_loss(dist.expected(self.policy.alpha_values)).mean()
+
+    def _pixel_setup_model(self) -> None:
+        """After SB3's ``_setup_model``: check the rollout buffer keeps maps."""
+        if not isinstance(self.rollout_buffer, PixelRolloutBuffer):
+            raise TypeError("pixel-wise algorithms need rollout_buffer_class=PixelRolloutBuffer")

@@ -1,0 +1,96 @@
+"""PixelA2C: SB3's A2C with one agent per pixel (PixelRL / ReLLIE)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from stable_baselines3 import A2C
+from stable_baselines3.common.utils import explained_variance
+
+from agents.buffers import PixelRolloutBuffer
+from agents.on_policy import PixelOnPolicyMixin
+from agents.policies import PixelActorCriticPolicy
+
+
+class PixelA2C(PixelOnPolicyMixin, A2C):
+    """Synchronous advantage actor-critic where every pixel is an agent.
+
+    Returns, advantages and losses are per pixel: for each pixel of each image,
+    ``-log pi(a) * A - ent_coef * H + vf_coef * 0.5 * (R - V)^2 [+ alpha_smoothness_coef * L_TV(E[alpha])]``,
+    averaged over pixels, where ``log pi(a)`` and ``H`` are summed over the three colour heads.
+    The defaults are the released ReLLIE settings: one update per 10-step episode (``n_steps=10``),
+    Monte-Carlo returns (``gae_lambda=1``), gamma 1.05, Adam with learning rate 5e-4, entropy 0.01, value
+    coefficient 0.5 on ``(R - V)^2 / 2``, no gradient clipping; use 32 envs of 70x70 crops for batch 32.
+
+    :param policy: the policy class (``PixelActorCriticPolicy``).
+    :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
+    :param reward_scale: factor on the reward maps before they are stored (returns scale with it).
+    :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps, a
+        differentiable stand-in for the environment's smoothness term on sampled maps.
+    :param normalize_advantage: normalise advantages over all pixels of the batch.
+    :param kwargs: other arguments of SB3's ``A2C``.
+    """
+
+    def __init__(
+        self,
+        policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
+        env: Any = None,
+        learning_rate: float = 5e-4,
+        n_steps: int = 10,
+        gamma: float = 1.05,
+        gae_lambda: float = 1.0,
+        ent_coef: float = 0.01,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = float("inf"),
+        normalize_advantage: bool = False,
+        reward_scale: float = 1.0,
+        alpha_smoothness_coef: float = 0.0,
+        use_rms_prop: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self._pixel_setup(reward_scale, alpha_smoothness_coef)
+        kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
+        super().__init__(
+            policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
+            ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, use_rms_prop=use_rms_prop,
+            normalize_advantage=normalize_advantage, **kwargs,
+        )
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._pixel_setup_model()
+
+    def train(self) -> None:
+        """One gradient step on the whole rollout (all steps, all envs, all pixels)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        for data in self.rollout_buffer.get(batch_size=None):
+            values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
+            advantages = data.advantages
+            if self.normalize_advantage:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            policy_loss = -(advantages * log_prob).mean()
+            value_loss = 0.5 * (data.returns - values).pow(2).mean()
+            entropy_loss = -entropy.mean()
+            smoothness = self._alpha_smoothness(dist)
+            loss = (
+                policy_loss
+                + self.ent_coef * entropy_loss
+                + self.vf_coef * value_loss
+                + self.alpha_smoothness_coef * smoothness
+            )
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+
+        self._n_updates += 1
+        ev = explained_variance(self.rollout_buffer.values.flatten().cpu().numpy(),
+                                self.rollout_buffer.returns.flatten().cpu().numpy())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", ev)
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/policy_loss", policy_loss.item())
+        self.logger.record("train/value_loss", value_loss.item())
+        self.logger.record("train/alpha_smoothness", smoothness.item())
+        self.logger.record("train/grad_norm", grad_norm.item())

@@ -1,0 +1,117 @@
+"""PixelPPO: SB3's PPO with one agent per pixel, ratio and clipping per pixel."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.utils import explained_variance
+
+from agents.buffers import PixelRolloutBuffer
+from agents.on_policy import PixelOnPolicyMixin
+from agents.policies import PixelActorCriticPolicy
+
+
+class PixelPPO(PixelOnPolicyMixin, PPO):
+    """Proximal policy optimisation where every pixel is an agent.
+
+    The probability ratio is taken per pixel (``exp(log pi - log pi_old)`` with log-probabilities summed over
+    the three heads of that pixel only; the ratio of a whole image, thousands of log-probabilities summed,
+    overflows) and clipped per pixel; losses are averaged over pixels. ``batch_size`` counts images.
+
+    :param policy: the policy class (``PixelActorCriticPolicy``).
+    :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
+    :param reward_scale: factor on the reward maps before they are stored.
+    :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps.
+    :param kwargs: other arguments of SB3's ``PPO``.
+    """
+
+    def __init__(
+        self,
+        policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
+        env: Any = None,
+        learning_rate: float = 5e-4,
+        n_steps: int = 10,
+        batch_size: int = 16,
+        n_epochs: int = 4,
+        gamma: float = 0.95,
+        gae_lambda: float = 0.95,
+        clip_range: float = 0.2,
+        ent_coef: float = 0.01,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        reward_scale: float = 1.0,
+        alpha_smoothness_coef: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self._pixel_setup(reward_scale, alpha_smoothness_coef)
+        kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
+        super().__init__(
+            policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
+            gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, ent_coef=ent_coef, vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm, **kwargs,
+        )
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._pixel_setup_model()
+
+    def train(self) -> None:
+        """``n_epochs`` passes over the rollout in minibatches of ``batch_size`` images."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
+        stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "smooth", "clip", "kl")}
+        continue_training = True
+        for _ in range(self.n_epochs):
+            for data in self.rollout_buffer.get(self.batch_size):
+                values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
+                advantages = data.advantages
+                if self.normalize_advantage and advantages.numel() > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                log_ratio = log_prob - data.old_log_prob
+                ratio = torch.exp(log_ratio)
+                policy_loss = -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
+                if clip_range_vf is not None:
+                    values = data.old_values + (values - data.old_values).clamp(-clip_range_vf, clip_range_vf)
+                value_loss = 0.5 * (data.returns - values).pow(2).mean()
+                entropy_loss = -entropy.mean()
+                smoothness = self._alpha_smoothness(dist)
+                loss = (
+                    policy_loss
+                    + self.ent_coef * entropy_loss
+                    + self.vf_coef * value_loss
+                    + self.alpha_smoothness_coef * smoothness
+                )
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                    stats["clip"].append(((ratio - 1).abs() > clip_range).float().mean().item())
+                stats["policy"].append(policy_loss.item())
+                stats["value"].append(value_loss.item())
+                stats["entropy"].append(entropy_loss.item())
+                stats["smooth"].append(smoothness.item())
+                stats["kl"].append(approx_kl)
+                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                    continue_training = False
+                    break
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        ev = explained_variance(self.rollout_buffer.values.flatten().cpu().numpy(),
+                                self.rollout_buffer.returns.flatten().cpu().numpy())
+        self.logger.record("train/policy_gradient_loss", np.mean(stats["policy"]))
+        self.logger.record("train/value_loss", np.mean(stats["value"]))
+        self.logger.record("train/entropy_loss", np.mean(stats["entropy"]))
+        self.logger.record("train/alpha_smoothness", np.mean(stats["smooth"]))
+        self.logger.record("train/approx_kl", np.mean(stats["kl"]))
+        self.logger.record("train/clip_fraction", np.mean(stats["clip"]))
+        self.logger.record("train/explained_variance", ev)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)

@@ -1,0 +1,220 @@
+"""The fully convolutional ReLLIE actor-critic as an SB3 ``ActorCriticPolicy``.
+
+SB3's pieces keep their roles: the features extractor is the shared dilated trunk, the "mlp_extractor"
+holds the policy and value branches, ``action_net`` the three 27-way heads and ``value_net`` the
+per-pixel value. Everything is convolutional, so one set of weights acts on an image of any size.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+from agents.distributions import PixelCategoricalDistribution
+from rellie_env.curves import ActionSet
+
+
+def dilated_conv(channels_in: int, channels_out: int, dilation: int) -> nn.Conv2d:
+    """3x3 convolution that keeps the image size."""
+    return nn.Conv2d(channels_in, channels_out, 3, padding=dilation, dilation=dilation)
+
+
+def conv_stack(channels_in: int, width: int, dilations: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for d in dilations:
+        layers += [dilated_conv(channels_in, width, d), nn.ReLU()]
+        channels_in = width
+    return nn.Sequential(*layers)
+
+
+class ReLLIETrunk(BaseFeaturesExtractor):
+    """Shared trunk: conv 3x3 (3 -> width), then dilated 3x3 convs (dilation 2, 3, 4 as released), ReLU.
+
+    :param observation_space: ``Box(0, 1, (3, H, W))``.
+    :param width: channels of every hidden layer (64 as released).
+    :param dilations: dilations after the first conv.
+    """
+
+    def __init__(self, observation_space: spaces.Box, width: int = 64, dilations: Sequence[int] = (2, 3, 4)):
+        super().__init__(observation_space, features_dim=width)
+        self.net = conv_stack(observation_space.shape[0], width, (1, *dilations))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)
+
+
+class PixelBranches(nn.Module):
+    """Policy and value branches after the trunk (dilations 3, 2 as released), SB3's ``mlp_extractor``."""
+
+    def __init__(self, width: int, dilations: Sequence[int] = (3, 2)) -> None:
+        super().__init__()
+        self.latent_dim_pi = self.latent_dim_vf = width
+        self.policy_net = conv_stack(width, width, dilations)
+        self.value_net = conv_stack(width, width, dilations)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_net(features)
+
+
+class PixelHeads(nn.Module):
+    """The heads (one per colour channel) as one 3x3 conv giving logits ``(B, heads, n_actions, H, W)``."""
+
+    def __init__(self, width: int, n_heads: int, n_actions: int) -> None:
+        super().__init__()
+        self.n_heads, self.n_actions = n_heads, n_actions
+        self.conv = nn.Conv2d(width, n_heads * n_actions, 3, padding=1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = latent.shape
+        return self.conv(latent).view(b, self.n_heads, self.n_actions, h, w)
+
+
+class PixelActorCriticPolicy(ActorCriticPolicy):
+    """ReLLIE's network as an SB3 policy: a per-pixel categorical policy and a per-pixel value map.
+
+    Works with the action map ``MultiDiscrete((3, H, W))`` of ``LowLight-v0`` and with its flattened form
+    (:class:`agents.wrappers.FlattenActionMap`) for SB3's stock ``A2C``/``PPO``. The stock interface
+    (``forward``, ``evaluate_actions``, ``predict_values``) sums log-probabilities and entropies over the
+    image and averages the value map; the pixel-wise algorithms use :meth:`act_pixels`,
+    :meth:`evaluate_pixels` and :meth:`value_map`, which keep one value per pixel.
+
+    :param observation_space: ``Box(0, 1, (3, H, W))``.
+    :param action_space: ``MultiDiscrete`` with ``nvec`` all equal, of shape ``(3, H, W)`` or ``(3*H*W,)``.
+    :param lr_schedule: learning-rate schedule.
+    :param width: channels of the hidden layers (64 as released).
+    :param trunk_dilations: dilations of the trunk after its first conv ((2, 3, 4) as released).
+    :param branch_dilations: dilations of each branch ((3, 2) as released).
+    :param init_alpha: when set, the heads start as a smooth distribution peaked at this curve strength,
+        the same at every pixel (weights scaled by ``init_weight_scale``); ``None`` keeps torch's init.
+    :param init_alpha_spread: standard deviation of that starting distribution, in alpha units.
+    :param init_weight_scale: factor on the heads' initial weights when ``init_alpha`` is set.
+    :param alpha_values: curve strength of each action (for ``init_alpha`` and expected-alpha maps);
+        default: ``ActionSet()``'s (-0.30 ... 1.00).
+    :param kwargs: further arguments of SB3's ``ActorCriticPolicy`` (optimizer, ...).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.MultiDiscrete,
+        lr_schedule,
+        width: int = 64,
+        trunk_dilations: Sequence[int] = (2, 3, 4),
+        branch_dilations: Sequence[int] = (3, 2),
+        init_alpha: float | None = None,
+        init_alpha_spread: float = 0.25,
+        init_weight_scale: float = 0.1,
+        alpha_values: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        nvec = np.asarray(action_space.nvec)
+        c, h, w = observation_space.shape
+        if nvec.size % (h * w) or not (nvec == nvec.flat[0]).all():
+            raise ValueError(f"expected an action map of shape (heads, {h}, {w}) with equal nvec, got {nvec.shape}")
+        self.n_heads, self.n_actions = nvec.size // (h * w), int(nvec.flat[0])
+        self.width, self.trunk_dilations, self.branch_dilations = width, tuple(trunk_dilations), tuple(branch_dilations)
+        self.init_alpha, self.init_alpha_spread, self.init_weight_scale = init_alpha, init_alpha_spread, init_weight_scale
+        values = ActionSet(self.n_actions).alpha_values() if alpha_values is None else torch.tensor(alpha_values)
+        if len(values) != self.n_actions:
+            raise ValueError(f"alpha_values needs {self.n_actions} values, got {len(values)}")
+        self.alpha_values_list = [float(v) for v in values]
+        kwargs.setdefault("ortho_init", False)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            features_extractor_class=ReLLIETrunk,
+            features_extractor_kwargs=dict(width=width, dilations=self.trunk_dilations),
+            normalize_images=False,
+            **kwargs,
+        )
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = PixelBranches(self.width, self.branch_dilations)
+
+    def _build(self, lr_schedule) -> None:
+        self._build_mlp_extractor()
+        self.register_buffer("alpha_values", torch.tensor(self.alpha_values_list, dtype=torch.float32))
+        self.action_dist = PixelCategoricalDistribution(self.n_actions)
+        self.action_net = PixelHeads(self.width, self.n_heads, self.n_actions)
+        self.value_net = nn.Conv2d(self.width, 1, 3, padding=1)
+        if self.init_alpha is not None:
+            self._init_heads(self.init_alpha, self.init_alpha_spread, self.init_weight_scale)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    @torch.no_grad()
+    def _init_heads(self, alpha: float, spread: float, weight_scale: float) -> None:
+        """Start near a gentle, smooth change: the same peaked distribution at every pixel."""
+        logits = -((self.alpha_values - alpha) ** 2) / (2 * spread**2)
+        self.action_net.conv.weight.mul_(weight_scale)
+        self.action_net.conv.bias.copy_((logits - logits.mean()).repeat(self.n_heads))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for key in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
+                    "normalize_images", "use_sde", "log_std_init", "squash_output", "full_std", "use_expln"):
+            data.pop(key, None)
+        data.update(
+            width=self.width,
+            trunk_dilations=self.trunk_dilations,
+            branch_dilations=self.branch_dilations,
+            init_alpha=self.init_alpha,
+            init_alpha_spread=self.init_alpha_spread,
+            init_weight_scale=self.init_weight_scale,
+            alpha_values=self.alpha_values_list,
+        )
+        return data
+
+    # -- pixel-wise interface ---------------------------------------------------------------------------
+    def distribution(self, obs: torch.Tensor) -> PixelCategoricalDistribution:
+        """The action distribution of images ``(B, 3, H, W)`` of any size (the value branch is not run)."""
+        return self.action_dist.proba_distribution(self.action_net(self.mlp_extractor.forward_actor(self.extract_features(obs))))
+
+    def value_map(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-pixel value ``(B, H, W)``."""
+        return self.value_net(self.mlp_extractor.forward_critic(self.extract_features(obs)))[:, 0]
+
+    def act_pixels(self, obs: torch.Tensor, deterministic: bool = False):
+        """Sample (or argmax) an action map: ``(actions (B, heads, H, W) uint8, values (B, H, W), log_probs (B, H, W))``."""
+        latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
+        dist = self.action_dist.proba_distribution(self.action_net(latent_pi))
+        actions = dist.get_actions(deterministic=deterministic)
+        return actions.to(torch.uint8), self.value_net(latent_vf)[:, 0], dist.log_prob_map(actions)
+
+    def evaluate_pixels(self, obs: torch.Tensor, actions: torch.Tensor):
+        """``(values (B, H, W), log_probs (B, H, W), entropies (B, H, W), distribution)`` of given action maps."""
+        latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
+        dist = self.action_dist.proba_distribution(self.action_net(latent_pi))
+        return self.value_net(latent_vf)[:, 0], dist.log_prob_map(actions), dist.entropy_map(), dist
+
+    # -- SB3's stock interface: one joint action, one value per image -------------------------------------
+    def forward(self, obs: torch.Tensor, deterministic: bool = False):
+        actions, values, log_probs = self.act_pixels(obs, deterministic)
+        b = obs.shape[0]
+        return actions.long().reshape(b, *self.action_space.shape), values.mean((1, 2)).view(b, 1), log_probs.sum((1, 2))
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
+        b, _, h, w = obs.shape
+        values, log_probs, entropies, _ = self.evaluate_pixels(obs, actions.view(b, self.n_heads, h, w))
+        return values.mean((1, 2)).view(b, 1), log_probs.sum((1, 2)), entropies.sum((1, 2))
+
+    def get_distribution(self, obs: torch.Tensor) -> PixelCategoricalDistribution:
+        return self.distribution(obs)
+
+    def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.value_map(obs).mean((1, 2)).view(-1, 1)
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        actions = self.distribution(observation).get_actions(deterministic=deterministic)
+        return actions.reshape(observation.shape[0], *self.action_space.shape)

@@ -1,0 +1,215 @@
+"""The pixel-wise policy, distribution, buffer and algorithms; the released weights; checkpoints."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+from agents import (
+    FlattenActionMap,
+    PixelA2C,
+    PixelActorCriticPolicy,
+    PixelCategoricalDistribution,
+    PixelPPO,
+    PixelRolloutBuffer,
+    load_official_rellie,
+    load_policy,
+    save_weights,
+)
+from agents.checkpoints import save_model
+from agents.enhance import best_constant_policy, greedy_rollout
+from rellie_env.curves import ActionSet
+from rellie_env.env import LowLightEnv
+from rellie_env.losses import image_loss
+from rellie_env.vector import LowLightSB3VecEnv
+
+from .conftest import reference_file
+
+SMALL = dict(crop_size=32, max_steps=3)
+
+
+def small_policy(size=32, **kwargs):
+    env = LowLightEnv(crop_size=size)
+    kwargs.setdefault("width", 8)
+    return PixelActorCriticPolicy(env.observation_space, env.action_space, lambda _: 1e-3, **kwargs)
+
+
+def test_distribution_matches_torch_categorical():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 27, 4, 5)
+    dist = PixelCategoricalDistribution(27).proba_distribution(logits)
+    ref = torch.distributions.Categorical(logits=logits.permute(0, 1, 3, 4, 2))
+    actions = dist.sample()
+    assert actions.shape == (2, 3, 4, 5) and actions.min() >= 0 and actions.max() < 27
+    torch.testing.assert_close(dist.log_prob_map(actions), ref.log_prob(actions).sum(1))
+    torch.testing.assert_close(dist.entropy_map(), ref.entropy().sum(1))
+    torch.testing.assert_close(dist.log_prob(actions), ref.log_prob(actions).sum((1, 2, 3)))
+    assert torch.equal(dist.mode(), logits.argmax(2))
+    alphas = ActionSet().alpha_values()
+    torch.testing.assert_close(dist.expected(alphas), (ref.probs * alphas).sum(-1))
+
+
+def test_sampling_follows_the_probabilities():
+    logits = torch.log(torch.tensor([0.7, 0.2, 0.1])).view(1, 1, 3, 1, 1).expand(1, 1, 3, 100, 100)
+    dist = PixelCategoricalDistribution(3).proba_distribution(logits)
+    freq = torch.bincount(dist.sample().flatten(), minlength=3).float() / 10000
+    torch.testing.assert_close(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.02, rtol=0)
+
+
+def test_policy_is_the_released_network_and_fully_convolutional():
+    env = LowLightEnv(crop_size=32)
+    policy = PixelActorCriticPolicy(env.observation_space, env.action_space, lambda _: 1e-3)
+    assert sum(p.numel() for p in policy.parameters()) == 307_602
+    obs = torch.rand(2, 3, 32, 32)
+    actions, values, log_probs = policy(obs)
+    assert actions.shape == (2, 3, 32, 32) and values.shape == (2, 1) and log_probs.shape == (2,)
+    a, v, lp = policy.act_pixels(torch.rand(1, 3, 40, 56))  # any size
+    assert a.shape == (1, 3, 40, 56) and a.dtype == torch.uint8 and v.shape == lp.shape == (1, 40, 56)
+    narrow = small_policy(width=16, trunk_dilations=(2, 3), branch_dilations=(2,))
+    assert sum(p.numel() for p in narrow.parameters()) < 30_000
+
+
+def test_init_alpha_gives_a_smooth_start():
+    policy = small_policy(init_alpha=0.3, init_alpha_spread=0.1)
+    with torch.no_grad():
+        dist = policy.distribution(torch.rand(2, 3, 32, 32))
+        mean_alpha = dist.expected(policy.alpha_values)
+    assert abs(float(mean_alpha.mean()) - 0.3) < 0.05 and float(mean_alpha.std()) < 0.02
+    assert (dist.mode() == ActionSet().action_of(0.3)).float().mean() > 0.95
+
+
+def test_official_weights_reproduce_the_original():
+    ref = np.load(reference_file("rellie_reference_astronaut.npz"))
+    policy = load_official_rellie(reference_file("rellie_official_model.npz"))
+    rgb = torch.from_numpy(ref["input_bgr_chw"][::-1].copy())[None]
+    with torch.no_grad():
+        probs = policy.distribution(rgb).probs[0].numpy()
+        values = policy.value_map(rgb)[0].numpy()
+    expected = ref["probs_first_step"][::-1]  # BGR heads -> RGB heads
+    diff = np.abs(probs - expected)
+    # The released logits reach 8e4, so float32 rounding moves near-tie pixels: 8 of 1.5 million
+    # probabilities (all on the last row) differ by 2-4e-4 from the Chainer run; the rest agree to 1e-4.
+    assert (diff <= 1e-4).mean() > 0.99999 and diff.max() < 1e-3
+    np.testing.assert_allclose(values, ref["value_first_step"][0], atol=1e-3, rtol=1e-5)
+    env = LowLightEnv(crop_size=None, max_steps=6)
+    obs, _ = env.reset(options={"image": rgb[0].numpy().transpose(1, 2, 0)})
+    images = ref["images_bgr_chw"][:, ::-1]
+    for t in range(6):
+        with torch.no_grad():
+            actions = policy.distribution(torch.from_numpy(obs)[None]).mode()[0].numpy()
+        assert (actions != ref["actions_bgr"][t][::-1]).mean() < 1e-4  # argmax ties aside
+        obs, *_ = env.step(actions)
+        np.testing.assert_allclose(obs, images[t + 1], atol=1e-4)
+
+
+def test_bad_official_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "model.npz"
+    np.savez(bad, nothing=np.zeros(3))
+    with pytest.raises(ValueError, match="model.npz"):
+        load_official_rellie(bad)
+
+
+def test_buffer_returns_and_gae_per_pixel():
+    env = LowLightEnv(crop_size=16)
+    buf = PixelRolloutBuffer(3, env.observation_space, env.action_space, "cpu", gae_lambda=1.0, gamma=0.5, n_envs=2)
+    rewards = [torch.full((2, 16, 16), float(t + 1)) for t in range(3)]
+    rewards[0][1, 0, 0] = 10.0
+    for t in range(3):
+        buf.add(torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 16, 16, dtype=torch.uint8), rewards[t],
+                torch.tensor([1.0 if t == 0 else 0.0] * 2), torch.zeros(2, 16, 16), torch.zeros(2, 16, 16))
+    buf.compute_returns_and_advantage(torch.full((2, 16, 16), 100.0), torch.tensor([1.0, 1.0]))
+    # Monte-Carlo returns with gamma 0.5, no bootstrap after the episode's end
+    assert buf.returns[0, 0, 5, 5].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3)
+    assert buf.returns[0, 1, 0, 0].item() == pytest.approx(10 + 0.5 * 2 + 0.25 * 3)
+    assert buf.returns[2, 0, 0, 0].item() == pytest.approx(3.0)
+    assert buf.actions.dtype == torch.uint8
+    batches = list(buf.get(batch_size=4))
+    assert [b.observations.shape[0] for b in batches] == [4, 2] and batches[0].advantages.shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize("algo", [PixelA2C, PixelPPO])
+@pytest.mark.parametrize("mode", ["paper", "pixel"])
+def test_pixel_algorithms_train_on_the_batched_env(algo, mode):
+    env = LowLightSB3VecEnv(2, seed=0, reward_mode=mode, **SMALL)
+    kwargs = dict(batch_size=3) if algo is PixelPPO else {}
+    model = algo(env=env, n_steps=3, policy_kwargs=dict(width=8), seed=0, **kwargs)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(12)
+    assert model.num_timesteps == 12
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+    assert len(model.ep_info_buffer) == 4
+
+
+def test_pixel_a2c_reads_reward_maps_from_a_dummy_vec_env():
+    venv = make_vec_env(lambda: LowLightEnv(reward_mode="pixel", **SMALL), n_envs=2, seed=0)
+    model = PixelA2C(env=venv, n_steps=3, policy_kwargs=dict(width=8), seed=0)
+    model.learn(6)
+    rewards = model.rollout_buffer.rewards
+    assert rewards.shape == (3, 2, 32, 32) and rewards[0, 0].std() > 0  # per-pixel, not a broadcast scalar
+
+
+def test_pixel_ppo_ratio_is_per_pixel_and_finite():
+    """A whole-image ratio would sum 3*32*32 log-prob changes; the per-pixel ratio stays finite."""
+    env = LowLightSB3VecEnv(2, seed=0, **SMALL)
+    model = PixelPPO(env=env, n_steps=3, batch_size=6, n_epochs=3, learning_rate=5e-3,
+                     policy_kwargs=dict(width=8), seed=0)
+    model.learn(6)
+    assert np.isfinite(model.logger.name_to_value["train/approx_kl"])
+    assert all(torch.isfinite(p).all() for p in model.policy.parameters())
+
+
+@pytest.mark.parametrize("algo", [A2C, PPO])
+def test_stock_sb3_algorithms_through_the_flattened_action_map(algo):
+    venv = make_vec_env(lambda: FlattenActionMap(LowLightEnv(**SMALL)), n_envs=2, seed=0)
+    kwargs = dict(batch_size=6, n_epochs=1) if algo is PPO else {}
+    model = algo(PixelActorCriticPolicy, venv, n_steps=3, policy_kwargs=dict(width=8), seed=0, **kwargs)
+    model.learn(6)
+    action, _ = model.predict(venv.reset()[0], deterministic=True)
+    assert action.shape == (3 * 32 * 32,)
+
+
+def test_checkpoints_round_trip_and_bad_files(tmp_path):
+    env = LowLightSB3VecEnv(2, seed=0, **SMALL)
+    model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8, init_alpha=0.4), seed=0)
+    model.learn(6)
+    obs = torch.rand(1, 3, 48, 40)
+    with torch.no_grad():
+        expected = model.policy.distribution(obs).probs
+    for path in (save_model(model, tmp_path / "m.zip"), save_weights(model.policy, tmp_path / "p.pt")):
+        with torch.no_grad():
+            torch.testing.assert_close(load_policy(path).distribution(obs).probs, expected)
+    (tmp_path / "junk.pt").write_text("not a model")
+    for bad in (tmp_path / "junk.pt", tmp_path / "missing.zip"):
+        with pytest.raises(ValueError, match=bad.name):
+            load_policy(bad)
+
+
+def test_best_constant_policy_is_the_exhaustive_optimum():
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32) * 0.3
+    action_set = ActionSet(n_actions=5, offset=1, scale=0.25)  # 125 triples: small enough to check by brute force
+    triple, loss = best_constant_policy(images, steps=3, action_set=action_set)
+    losses = {}
+    for t in np.ndindex(5, 5, 5):
+        x = images
+        for _ in range(3):
+            x, _ = action_set.step(x, torch.tensor(t, dtype=torch.uint8).view(1, 3, 1, 1).expand(2, 3, 32, 32))
+        losses[t] = float(image_loss(x, images).mean())
+    assert triple == min(losses, key=losses.get)
+    assert loss == pytest.approx(losses[triple], rel=1e-4)
+    uniform, uniform_loss = best_constant_policy(images, steps=3, action_set=action_set, per_channel=False)
+    assert uniform[0] == uniform[1] == uniform[2] and uniform_loss >= loss
+
+
+def test_greedy_rollout_applies_the_mode():
+    policy = small_policy(init_alpha=1.0, init_alpha_spread=0.05)
+    images = torch.full((1, 3, 32, 32), 0.2)
+    final, alphas = greedy_rollout(policy, images, steps=2)
+    assert len(alphas) == 2 and torch.allclose(alphas[0], torch.ones_like(alphas[0]))
+    x = images
+    for _ in range(2):
+        x = x + 0.8 * x * (1 - x)
+    torch.testing.assert_close(final, x)

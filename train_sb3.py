@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Train a ReLLIE agent on LowLight-v0 with stable-baselines3; the algorithm is a flag.
+
+An *episode* here is one batch: ``--batch`` images run for ``--steps`` steps in parallel, then one
+update (A2C) or ``--n-epochs`` passes (PPO). Examples::
+
+    python train_sb3.py                                  # the default recipe, ~10 min on 2 CPU cores
+    python train_sb3.py --algo pixel-ppo --episodes 200
+    python train_sb3.py --preset rellie-paper --device cuda --episodes 30000   # the released settings
+    python train_sb3.py --resume runs/default/checkpoints/latest.zip --episodes 400
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# Presets: the released settings and the default recipe (see README, "How it learns").
+PRESETS: dict[str, dict[str, Any]] = {
+    "rellie-paper": dict(
+        batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
+        gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
+        reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha=None, episodes=30000,
+    ),
+    "default": dict(
+        batch=8, crop=64, steps=10, reward_mode="pixel", smoothness_weight=0.0, lr=1e-3, gamma=0.95,
+        gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True,
+        reward_scale=0.05, alpha_smoothness_coef=200.0, width=32, init_alpha=0.3, episodes=90,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from agents.registry import ALGORITHMS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algo", choices=sorted(ALGORITHMS), default="pixel-a2c")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="starting values of every setting below; a flag given overrides its preset value")
+    p.add_argument("--episodes", type=int, help="batches of episodes to train (in total, when resuming)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--out", default="runs/default", help="output folder")
+    p.add_argument("--resume", help="an SB3 .zip checkpoint to continue from")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="episodes between checkpoints")
+    p.add_argument("--eval-every", type=int, default=10, help="episodes between held-out evaluations (0: never)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    env = p.add_argument_group("environment")
+    env.add_argument("--data", default="builtin", help="builtin, a folder of low-light images, or an image")
+    env.add_argument("--batch", type=int, help="images per batch (parallel environments)")
+    env.add_argument("--crop", type=int, help="crop size")
+    env.add_argument("--steps", type=int, help="steps per episode")
+    env.add_argument("--exposure", type=float, default=0.6, help="exposure level E")
+    env.add_argument("--reward-mode", choices=["paper", "delta", "pixel"])
+    env.add_argument("--spatial-weight", type=float, default=1.0)
+    env.add_argument("--exposure-weight", type=float, default=80.0)
+    env.add_argument("--color-weight", type=float, default=50.0)
+    env.add_argument("--smoothness-weight", type=float, help="weight of the env's smoothness term")
+    alg = p.add_argument_group("algorithm")
+    alg.add_argument("--lr", type=float)
+    alg.add_argument("--gamma", type=float)
+    alg.add_argument("--gae-lambda", type=float)
+    alg.add_argument("--ent-coef", type=float)
+    alg.add_argument("--vf-coef", type=float)
+    alg.add_argument("--max-grad-norm", type=float)
+    alg.add_argument("--normalize-advantage", action=argparse.BooleanOptionalAction, default=None)
+    alg.add_argument("--reward-scale", type=float)
+    alg.add_argument("--alpha-smoothness-coef", type=float, help="smoothness penalty on the expected alpha maps")
+    alg.add_argument("--n-epochs", type=int, default=4, help="PPO epochs per rollout")
+    alg.add_argument("--minibatch", type=int, default=None, help="PPO minibatch in images (default: batch*steps/4)")
+    alg.add_argument("--clip-range", type=float, default=0.2, help="PPO clip range")
+    pol = p.add_argument_group("policy")
+    pol.add_argument("--width", type=int, help="channels of the hidden layers (64 as released)")
+    pol.add_argument("--init-alpha", type=float, help="start as a smooth policy peaked at this alpha")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise SystemExit(f"error: unknown device {name!r} ({exc})")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: device {name!r} asked for, but torch sees no CUDA device here; use --device cpu")
+    return device
+
+
+def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        data=args.data, crop_size=args.crop, max_steps=args.steps, reward_mode=args.reward_mode,
+        exposure_level=args.exposure, spatial_weight=args.spatial_weight, exposure_weight=args.exposure_weight,
+        color_weight=args.color_weight, smoothness_weight=args.smoothness_weight,
+    )
+
+
+def build_model(args: argparse.Namespace, device: torch.device):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.policies import PixelActorCriticPolicy
+    from agents.registry import ALGORITHMS
+    from agents.wrappers import FlattenActionMap
+    from rellie_env.env import LowLightEnv
+    from rellie_env.vector import LowLightSB3VecEnv
+
+    spec = ALGORITHMS[args.algo]
+    if spec.pixel_wise:
+        env = LowLightSB3VecEnv(args.batch, device=device, seed=args.seed, **env_kwargs(args))
+    else:
+        env = make_vec_env(lambda: FlattenActionMap(LowLightEnv(**env_kwargs(args))), n_envs=args.batch, seed=args.seed)
+    common = dict(learning_rate=args.lr, n_steps=args.steps, gamma=args.gamma, gae_lambda=args.gae_lambda,
+                  ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm)
+    if spec.pixel_wise:
+        common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef)
+    if "ppo" in args.algo:
+        common.update(n_epochs=args.n_epochs, clip_range=args.clip_range,
+                      batch_size=args.minibatch or max(2, args.batch * args.steps // 4))
+        if not spec.pixel_wise:
+            common["normalize_advantage"] = args.normalize_advantage
+    else:
+        common.update(normalize_advantage=args.normalize_advantage, use_rms_prop=False)
+    if spec.pixel_wise:
+        common["normalize_advantage"] = args.normalize_advantage
+    policy_kwargs = dict(width=args.width, init_alpha=args.init_alpha)
+    out = Path(args.out)
+    if args.resume:
+        from agents.checkpoints import load_policy
+
+        load_policy(args.resume)  # a clear error for a bad or foreign file, before SB3's own loader
+        model = spec.cls.load(args.resume, env=env, device=device, tensorboard_log=str(out / "tensorboard"))
+    else:
+        model = spec.cls(PixelActorCriticPolicy, env, policy_kwargs=policy_kwargs, seed=args.seed, device=device,
+                         tensorboard_log=str(out / "tensorboard"), verbose=0, **common)
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # tiny softmax probabilities otherwise slow CPU training 5-50x
+
+    from stable_baselines3.common.logger import configure
+
+    from agents.checkpoints import save_model, save_weights
+    from agents.training import TrainingMonitor, plot_learning_curve
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        model = build_model(args, device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model.set_logger(configure(str(out), ["csv", "tensorboard"]))
+    (out / "config.json").write_text(json.dumps(vars(args), indent=2, default=str))
+    done = model.num_timesteps // (args.batch * args.steps)
+    monitor = TrainingMonitor(out, args.batch, args.checkpoint_every, args.eval_every, start_episode=done)
+    total = args.episodes * args.batch * args.steps
+    print(f"training {args.algo} ({args.preset} preset) on {device}: episodes {done} -> {args.episodes}, "
+          f"batch {args.batch}, {args.crop}x{args.crop}, {args.steps} steps; output in {out}/")
+    try:
+        model.learn(total_timesteps=total - model.num_timesteps, callback=monitor, reset_num_timesteps=False,
+                    progress_bar=not args.no_progress)
+    except KeyboardInterrupt:
+        path = save_model(model, out / "checkpoints" / "interrupted.zip")
+        print(f"\ninterrupted: checkpoint saved to {path}; continue with --resume {path}")
+        return 130
+    save_model(model, out / "model.zip")
+    save_weights(model.policy, out / "policy.pt")
+    plot_learning_curve(out / "learning_curve.csv", out / "learning_curve.png")
+    print(monitor.summary())
+    print(f"saved {out / 'model.zip'}, {out / 'policy.pt'}, {out / 'learning_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
