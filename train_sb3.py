@@ -79,11 +79,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     alg.add_argument("--clip-range", type=float, default=0.2, help="PPO clip range")
     pol = p.add_argument_group("policy")
     pol.add_argument("--width", type=int, help="channels of the hidden layers (64 as released)")
-    pol.add_argument("--init-alpha", type=float, help="start as a smooth policy peaked at this alpha")
+    pol.add_argument("--init-alpha", help="start as a smooth policy peaked at this alpha (a number), or at the "
+                     "best constant action triple on training crops ('best-constant'); 'none': torch's init")
+    pol.add_argument("--init-alpha-spread", type=float, default=0.15, help="spread of that start, in alpha units")
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.init_alpha == "none":
+        args.init_alpha = None
     return args
 
 
@@ -110,8 +114,11 @@ def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def build_model(args: argparse.Namespace, device: torch.device):
     from stable_baselines3.common.env_util import make_vec_env
 
+    from stable_baselines3 import PPO
+
     from agents.policies import PixelActorCriticPolicy
     from agents.registry import ALGORITHMS
+    from agents.training import best_constant_alphas
     from agents.wrappers import FlattenActionMap
     from rellie_env.env import LowLightEnv
     from rellie_env.vector import LowLightSB3VecEnv
@@ -122,19 +129,22 @@ def build_model(args: argparse.Namespace, device: torch.device):
     else:
         env = make_vec_env(lambda: FlattenActionMap(LowLightEnv(**env_kwargs(args))), n_envs=args.batch, seed=args.seed)
     common = dict(learning_rate=args.lr, n_steps=args.steps, gamma=args.gamma, gae_lambda=args.gae_lambda,
-                  ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm)
+                  ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
+                  normalize_advantage=args.normalize_advantage)
     if spec.pixel_wise:
         common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef)
-    if "ppo" in args.algo:
+    if issubclass(spec.cls, PPO):
         common.update(n_epochs=args.n_epochs, clip_range=args.clip_range,
                       batch_size=args.minibatch or max(2, args.batch * args.steps // 4))
-        if not spec.pixel_wise:
-            common["normalize_advantage"] = args.normalize_advantage
     else:
-        common.update(normalize_advantage=args.normalize_advantage, use_rms_prop=False)
-    if spec.pixel_wise:
-        common["normalize_advantage"] = args.normalize_advantage
-    policy_kwargs = dict(width=args.width, init_alpha=args.init_alpha)
+        common["use_rms_prop"] = False  # Adam, as released
+    init_alpha = args.init_alpha
+    if init_alpha == "best-constant":
+        init_alpha = best_constant_alphas(env_kwargs(args), args.steps, args.seed)
+        print(f"initial policy: the best constant action triple on training crops, alpha = {init_alpha}")
+    elif init_alpha is not None:
+        init_alpha = float(init_alpha)
+    policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread)
     out = Path(args.out)
     if args.resume:
         from agents.checkpoints import load_policy

@@ -95,8 +95,9 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     :param width: channels of the hidden layers (64 as released).
     :param trunk_dilations: dilations of the trunk after its first conv ((2, 3, 4) as released).
     :param branch_dilations: dilations of each branch ((3, 2) as released).
-    :param init_alpha: when set, the heads start as a smooth distribution peaked at this curve strength,
-        the same at every pixel (weights scaled by ``init_weight_scale``); ``None`` keeps torch's init.
+    :param init_alpha: when set, the heads start as a smooth distribution peaked at this curve strength
+        (one value, or one per head), the same at every pixel (weights scaled by ``init_weight_scale``);
+        ``None`` keeps torch's init.
     :param init_alpha_spread: standard deviation of that starting distribution, in alpha units.
     :param init_weight_scale: factor on the heads' initial weights when ``init_alpha`` is set.
     :param alpha_values: curve strength of each action (for ``init_alpha`` and expected-alpha maps);
@@ -112,7 +113,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         width: int = 64,
         trunk_dilations: Sequence[int] = (2, 3, 4),
         branch_dilations: Sequence[int] = (3, 2),
-        init_alpha: float | None = None,
+        init_alpha: float | Sequence[float] | None = None,
         init_alpha_spread: float = 0.25,
         init_weight_scale: float = 0.1,
         alpha_values: Sequence[float] | None = None,
@@ -154,11 +155,14 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     @torch.no_grad()
-    def _init_heads(self, alpha: float, spread: float, weight_scale: float) -> None:
+    def _init_heads(self, alpha: float | Sequence[float], spread: float, weight_scale: float) -> None:
         """Start near a gentle, smooth change: the same peaked distribution at every pixel."""
-        logits = -((self.alpha_values - alpha) ** 2) / (2 * spread**2)
+        alphas = torch.tensor([alpha] * self.n_heads if np.isscalar(alpha) else list(alpha), dtype=torch.float32)
+        if len(alphas) != self.n_heads:
+            raise ValueError(f"init_alpha needs one value or {self.n_heads}, got {len(alphas)}")
+        logits = -((self.alpha_values.view(1, -1) - alphas.view(-1, 1)) ** 2) / (2 * spread**2)
         self.action_net.conv.weight.mul_(weight_scale)
-        self.action_net.conv.bias.copy_((logits - logits.mean()).repeat(self.n_heads))
+        self.action_net.conv.bias.copy_((logits - logits.mean(1, keepdim=True)).flatten())
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -9,7 +9,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.checkpoints import save_model
-from agents.enhance import heldout_crops, policy_loss_on
+from agents.enhance import best_constant_policy, heldout_crops, policy_loss_on
 
 CURVE_FIELDS = ("episode", "reward", "image_loss", "loss/spatial", "loss/exposure", "loss/color",
                 "loss/smoothness", "psnr", "heldout_loss")
@@ -97,3 +97,16 @@ def plot_learning_curve(csv_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
+
+
+def best_constant_alphas(env_kwargs: dict, steps: int, seed: int, n: int = 16, size: int = 64) -> list[float]:
+    """Curve strengths of the best constant action triple on ``n`` training crops: a starting policy that
+    is already as good as any spatially constant one, which RL then makes spatially adaptive."""
+    from rellie_env.config import EnvConfig, sample_start
+
+    config = EnvConfig(**{**env_kwargs, "crop_size": size, "flip_prob": 0.0, "rotate_prob": 0.0})
+    source, rng = config.load_source(), np.random.default_rng(seed)
+    crops = np.stack([sample_start(rng, source, config.augmentation)[0] for _ in range(n)])
+    triple, _ = best_constant_policy(torch.from_numpy(crops.transpose(0, 3, 1, 2)), steps, config.action_set,
+                                     config.weights)
+    return [round(float(config.action_set.alpha_values()[a]), 4) for a in triple]

@@ -72,7 +72,10 @@ def sample_start(
         index = int(rng.integers(len(source)))
     elif not 0 <= index < len(source):
         raise ValueError(f"options['index'] must lie in [0, {len(source)}), got {index}")
-    return augmentation(rng, source.images[index], source.targets[index])
+    image, target = augmentation(rng, source.images[index], source.targets[index])
+    if source.degradation is not None and target is not None:
+        image = source.degradation.apply(target, rng)
+    return image, target
 
 
 def check_actions(actions: np.ndarray | Sequence, shape: tuple[int, ...], n_actions: int) -> np.ndarray:

@@ -80,14 +80,18 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 class Degradation:
     """How the built-in photos are made low-light: ``clip(gain * x**gamma + N(0, noise^2))``.
 
-    Each photo draws its own gamma and gain uniformly from the ranges, from a generator seeded with
-    ``seed``, so the built-in data set is the same on every machine.
+    Each photo draws its gamma and gain uniformly from the ranges, from a generator seeded with ``seed``,
+    so the built-in low-light set is the same on every machine (evaluation uses it). With ``per_episode``
+    (the default) an environment instead darkens each episode's crop of the clean photo afresh, with its
+    own seeded generator: training then sees every photo at many exposures and noise draws, so the agent
+    must read the exposure from the pixels rather than recognise five photos.
     """
 
     gamma: tuple[float, float] = (2.0, 2.8)
     gain: tuple[float, float] = (0.35, 0.6)
     noise: float = 0.01
     seed: int = 0
+    per_episode: bool = True
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         gamma, gain = rng.uniform(*self.gamma), rng.uniform(*self.gain)
@@ -114,6 +118,8 @@ class ImageSet:
     images: list[np.ndarray]
     targets: list[np.ndarray | None]
     skipped: list[str] = field(default_factory=list)
+    # When set, environments darken each episode's target crop afresh instead of using ``images``.
+    degradation: Degradation | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -135,7 +141,7 @@ def builtin_images(split: str = "train", degradation: Degradation = Degradation(
         clean = _builtin_photo(name)
         images.append(degradation.apply(clean, rng))
         targets.append(clean)
-    return ImageSet(list(names), images, targets)
+    return ImageSet(list(names), images, targets, degradation=degradation if degradation.per_episode else None)
 
 
 def load_images(
