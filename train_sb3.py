@@ -27,12 +27,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rellie-paper": dict(
         batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
-        reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha=None, episodes=30000,
+        reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", episodes=30000,
+        lr_schedule="constant",
     ),
     "default": dict(
-        batch=8, crop=64, steps=10, reward_mode="pixel", smoothness_weight=0.0, lr=1e-3, gamma=0.95,
-        gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True,
-        reward_scale=0.05, alpha_smoothness_coef=200.0, width=32, init_alpha=0.3, episodes=90,
+        batch=8, crop=64, steps=6, reward_mode="pixel-delta", smoothness_weight=0.0, lr=1e-3, gamma=1.0,
+        gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
+        reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
+        lr_schedule="linear",
     ),
 }
 
@@ -64,8 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env.add_argument("--exposure-weight", type=float, default=80.0)
     env.add_argument("--color-weight", type=float, default=50.0)
     env.add_argument("--smoothness-weight", type=float, help="weight of the env's smoothness term")
+    env.add_argument("--lead-channel", choices=["0", "1", "2", "none"], default="2",
+                     help="channel the others follow (2 = blue, as released; none: no coupling)")
     alg = p.add_argument_group("algorithm")
     alg.add_argument("--lr", type=float)
+    alg.add_argument("--lr-schedule", choices=["constant", "linear"],
+                     help="linear: decay to 0 at the last episode (a steadier final policy)")
     alg.add_argument("--gamma", type=float)
     alg.add_argument("--gae-lambda", type=float)
     alg.add_argument("--ent-coef", type=float)
@@ -74,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     alg.add_argument("--normalize-advantage", action=argparse.BooleanOptionalAction, default=None)
     alg.add_argument("--reward-scale", type=float)
     alg.add_argument("--alpha-smoothness-coef", type=float, help="smoothness penalty on the expected alpha maps")
+    alg.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the network (pixel-wise algorithms)")
     alg.add_argument("--n-epochs", type=int, default=4, help="PPO epochs per rollout")
     alg.add_argument("--minibatch", type=int, default=None, help="PPO minibatch in images (default: batch*steps/4)")
     alg.add_argument("--clip-range", type=float, default=0.2, help="PPO clip range")
@@ -108,6 +115,7 @@ def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         data=args.data, crop_size=args.crop, max_steps=args.steps, reward_mode=args.reward_mode,
         exposure_level=args.exposure, spatial_weight=args.spatial_weight, exposure_weight=args.exposure_weight,
         color_weight=args.color_weight, smoothness_weight=args.smoothness_weight,
+        lead_channel=None if args.lead_channel == "none" else int(args.lead_channel),
     )
 
 
@@ -128,11 +136,12 @@ def build_model(args: argparse.Namespace, device: torch.device):
         env = LowLightSB3VecEnv(args.batch, device=device, seed=args.seed, **env_kwargs(args))
     else:
         env = make_vec_env(lambda: FlattenActionMap(LowLightEnv(**env_kwargs(args))), n_envs=args.batch, seed=args.seed)
-    common = dict(learning_rate=args.lr, n_steps=args.steps, gamma=args.gamma, gae_lambda=args.gae_lambda,
+    learning_rate = args.lr if args.lr_schedule == "constant" else (lambda progress: args.lr * progress)
+    common = dict(learning_rate=learning_rate, n_steps=args.steps, gamma=args.gamma, gae_lambda=args.gae_lambda,
                   ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
                   normalize_advantage=args.normalize_advantage)
     if spec.pixel_wise:
-        common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef)
+        common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef, bf16=args.bf16)
     if issubclass(spec.cls, PPO):
         common.update(n_epochs=args.n_epochs, clip_range=args.clip_range,
                       batch_size=args.minibatch or max(2, args.batch * args.steps // 4))

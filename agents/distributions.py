@@ -52,7 +52,14 @@ class PixelCategoricalDistribution(Distribution):
         return (cdf < u).sum(2).clamp_(max=self.n_actions - 1)
 
     def mode(self) -> torch.Tensor:
-        return self.log_probs.argmax(2)
+        # max(dim).indices is the first maximal index, as argmax, and several times faster on CPU here.
+        return self.log_probs.max(2).indices
+
+    def mean_action(self, values: torch.Tensor) -> torch.Tensor:
+        """Per pixel and head, the action whose value is nearest to the expected value (``values``: one per
+        action, e.g. the curve strengths): the deterministic read-out of a mixed policy."""
+        expected = self.expected(values)
+        return (values.view(1, 1, -1, 1, 1) - expected.unsqueeze(2)).abs().min(2).indices
 
     def expected(self, values: torch.Tensor) -> torch.Tensor:
         """Expectation of per-action ``values`` (e.g. the curve strengths) per pixel and head: ``(B, heads, H, W)``."""

@@ -28,11 +28,18 @@ class PixelOnPolicyMixin:
 
     reward_scale: float = 1.0
     alpha_smoothness_coef: float = 0.0
+    bf16: bool = False
 
-    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float) -> None:
+    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool) -> None:
         self.reward_scale = reward_scale
         self.alpha_smoothness_coef = alpha_smoothness_coef
+        self.bf16 = bf16
         self.final_info_buffer: deque[dict] = deque(maxlen=100)
+
+    def _autocast(self):
+        """bfloat16 autocast of the network when ``bf16`` (AMX/AVX-512 CPUs and recent GPUs run it 2-3x
+        faster); logits, values and every loss stay float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _env_step(self, env: VecEnv, actions: torch.Tensor):
         if isinstance(env, LowLightSB3VecEnv):
@@ -54,7 +61,7 @@ class PixelOnPolicyMixin:
         starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
         step_rewards = []
         for _ in range(n_rollout_steps):
-            with torch.no_grad():
+            with torch.no_grad(), self._autocast():
                 actions, values, log_probs = self.policy.act_pixels(obs)
             new_obs, reward_map, dones, infos = self._env_step(env, actions)
             self.num_timesteps += env.num_envs
@@ -67,7 +74,7 @@ class PixelOnPolicyMixin:
             rollout_buffer.add(obs, actions, reward_map * self.reward_scale, starts, values, log_probs)
             obs = new_obs
             starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             last_values = self.policy.value_map(obs)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=starts)
         self._last_obs, self._last_episode_starts = obs, dones

@@ -25,6 +25,7 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
     :param policy: the policy class (``PixelActorCriticPolicy``).
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored (returns scale with it).
+    :param bf16: run the network under bfloat16 autocast (losses stay float32).
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps, a
         differentiable stand-in for the environment's smoothness term on sampled maps.
     :param normalize_advantage: normalise advantages over all pixels of the batch.
@@ -45,10 +46,11 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         normalize_advantage: bool = False,
         reward_scale: float = 1.0,
         alpha_smoothness_coef: float = 0.0,
+        bf16: bool = False,
         use_rms_prop: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._pixel_setup(reward_scale, alpha_smoothness_coef)
+        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
@@ -65,7 +67,8 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         for data in self.rollout_buffer.get(batch_size=None):
-            values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
+            with self._autocast():
+                values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
             advantages = data.advantages
             if self.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -23,6 +23,7 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
     :param policy: the policy class (``PixelActorCriticPolicy``).
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored.
+    :param bf16: run the network under bfloat16 autocast (losses stay float32).
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps.
     :param kwargs: other arguments of SB3's ``PPO``.
     """
@@ -43,9 +44,10 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         max_grad_norm: float = 0.5,
         reward_scale: float = 1.0,
         alpha_smoothness_coef: float = 0.0,
+        bf16: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._pixel_setup(reward_scale, alpha_smoothness_coef)
+        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
@@ -67,7 +69,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         continue_training = True
         for _ in range(self.n_epochs):
             for data in self.rollout_buffer.get(self.batch_size):
-                values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
+                with self._autocast():
+                    values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
                 advantages = data.advantages
                 if self.normalize_advantage and advantages.numel() > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

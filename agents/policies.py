@@ -77,7 +77,8 @@ class PixelHeads(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         b, _, h, w = latent.shape
-        return self.conv(latent).view(b, self.n_heads, self.n_actions, h, w)
+        # float32 logits also under bf16 autocast: the softmax of 27 actions needs the precision
+        return self.conv(latent).float().view(b, self.n_heads, self.n_actions, h, w)
 
 
 class PixelActorCriticPolicy(ActorCriticPolicy):
@@ -102,6 +103,10 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     :param init_weight_scale: factor on the heads' initial weights when ``init_alpha`` is set.
     :param alpha_values: curve strength of each action (for ``init_alpha`` and expected-alpha maps);
         default: ``ActionSet()``'s (-0.30 ... 1.00).
+    :param deterministic_action: what the policy does when asked to act deterministically: ``"mode"``, the
+        most likely action (as released), or ``"mean"``, the action nearest to the expected curve strength.
+        Pixel agents trained with difference rewards settle on mixed strategies (a pixel's own effect on a
+        16x16 patch is tiny, so its payoff is linear in its action) whose mean, not mode, is the right step.
     :param kwargs: further arguments of SB3's ``ActorCriticPolicy`` (optimizer, ...).
     """
 
@@ -117,8 +122,12 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         init_alpha_spread: float = 0.25,
         init_weight_scale: float = 0.1,
         alpha_values: Sequence[float] | None = None,
+        deterministic_action: str = "mode",
         **kwargs: Any,
     ) -> None:
+        if deterministic_action not in ("mode", "mean"):
+            raise ValueError(f"deterministic_action must be 'mode' or 'mean', got {deterministic_action!r}")
+        self.deterministic_action = deterministic_action
         nvec = np.asarray(action_space.nvec)
         c, h, w = observation_space.shape
         if nvec.size % (h * w) or not (nvec == nvec.flat[0]).all():
@@ -177,6 +186,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             init_alpha_spread=self.init_alpha_spread,
             init_weight_scale=self.init_weight_scale,
             alpha_values=self.alpha_values_list,
+            deterministic_action=self.deterministic_action,
         )
         return data
 
@@ -185,22 +195,27 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         """The action distribution of images ``(B, 3, H, W)`` of any size (the value branch is not run)."""
         return self.action_dist.proba_distribution(self.action_net(self.mlp_extractor.forward_actor(self.extract_features(obs))))
 
+    def greedy_actions(self, obs: torch.Tensor, dist: PixelCategoricalDistribution | None = None) -> torch.Tensor:
+        """The deterministic action map ``(B, heads, H, W)`` (see ``deterministic_action``)."""
+        dist = self.distribution(obs) if dist is None else dist
+        return dist.mode() if self.deterministic_action == "mode" else dist.mean_action(self.alpha_values)
+
     def value_map(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-pixel value ``(B, H, W)``."""
-        return self.value_net(self.mlp_extractor.forward_critic(self.extract_features(obs)))[:, 0]
+        return self.value_net(self.mlp_extractor.forward_critic(self.extract_features(obs)))[:, 0].float()
 
     def act_pixels(self, obs: torch.Tensor, deterministic: bool = False):
         """Sample (or argmax) an action map: ``(actions (B, heads, H, W) uint8, values (B, H, W), log_probs (B, H, W))``."""
         latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
         dist = self.action_dist.proba_distribution(self.action_net(latent_pi))
-        actions = dist.get_actions(deterministic=deterministic)
-        return actions.to(torch.uint8), self.value_net(latent_vf)[:, 0], dist.log_prob_map(actions)
+        actions = self.greedy_actions(obs, dist) if deterministic else dist.sample()
+        return actions.to(torch.uint8), self.value_net(latent_vf)[:, 0].float(), dist.log_prob_map(actions)
 
     def evaluate_pixels(self, obs: torch.Tensor, actions: torch.Tensor):
         """``(values (B, H, W), log_probs (B, H, W), entropies (B, H, W), distribution)`` of given action maps."""
         latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
         dist = self.action_dist.proba_distribution(self.action_net(latent_pi))
-        return self.value_net(latent_vf)[:, 0], dist.log_prob_map(actions), dist.entropy_map(), dist
+        return self.value_net(latent_vf)[:, 0].float(), dist.log_prob_map(actions), dist.entropy_map(), dist
 
     # -- SB3's stock interface: one joint action, one value per image -------------------------------------
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
@@ -220,5 +235,6 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         return self.value_map(obs).mean((1, 2)).view(-1, 1)
 
     def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        actions = self.distribution(observation).get_actions(deterministic=deterministic)
+        dist = self.distribution(observation)
+        actions = self.greedy_actions(observation, dist) if deterministic else dist.sample()
         return actions.reshape(observation.shape[0], *self.action_space.shape)

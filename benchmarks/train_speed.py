@@ -3,7 +3,8 @@
 An episode is one batch (default 8 images of 70x70) run for 10 steps plus its update. The compute bound
 is the network's multiply-accumulates per episode (acting: one forward per step; learning: forward and
 backward, counted as 3 forwards, per pass over the rollout) divided by the convolution throughput measured
-in the same run, on the same tensor shapes (a forward+backward of the same network at the same batch).
+in the same run, on the same tensor shapes (a forward+backward of the same network at the same batch, in
+the same precision). Each algorithm runs in float32 and under bfloat16 autocast (``bf16=True``).
 Usage: python benchmarks/train_speed.py [--batch 8] [--size 70] [--steps 10] [--width 64] [--episodes 2]
 """
 from __future__ import annotations
@@ -48,11 +49,12 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(algo: str, args: argparse.Namespace, device: str) -> None:
+def measure(algo: str, args: argparse.Namespace, device: str, bf16: bool) -> None:
     env = LowLightSB3VecEnv(args.batch, device=device, seed=0, crop_size=args.size, max_steps=args.steps)
     kwargs = dict(n_epochs=args.ppo_epochs, batch_size=args.batch * args.steps // 4) if algo == "PixelPPO" else {}
     cls = PixelA2C if algo == "PixelA2C" else PixelPPO
-    model = cls(env=env, n_steps=args.steps, policy_kwargs=dict(width=args.width), device=device, seed=0, **kwargs)
+    model = cls(env=env, n_steps=args.steps, policy_kwargs=dict(width=args.width), device=device, seed=0, bf16=bf16,
+                **kwargs)
     per_episode = args.batch * args.steps
     model.learn(per_episode)  # warm-up
     sync(device)
@@ -63,9 +65,11 @@ def measure(algo: str, args: argparse.Namespace, device: str) -> None:
     pixels = args.batch * args.size * args.size
     passes = args.steps + 3 * args.steps * (args.ppo_epochs if algo == "PixelPPO" else 1)
     macs = macs_per_pixel(model.policy) * pixels * passes
-    throughput = conv_throughput(model.policy, args.batch, args.size, device)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        throughput = conv_throughput(model.policy, args.batch, args.size, device)
     bound = macs / throughput
-    print(f"{algo:9s} {device:4s} {seconds:7.2f} s/episode  {pixels * args.steps / seconds / 1e6:6.3f} M pixel-steps/s  "
+    precision = "bf16" if bf16 else "fp32"
+    print(f"{algo:9s} {device:4s} {precision} {seconds:7.2f} s/episode  {pixels * args.steps / seconds / 1e6:6.3f} M pixel-steps/s  "
           f"{macs / 1e9:6.0f} GMAC/episode  conv {throughput / 1e9:6.1f} GMAC/s  bound {bound:6.2f} s  "
           f"= {seconds / bound:4.2f}x bound")
 
@@ -86,8 +90,9 @@ def main() -> None:
           f"{args.threads} thread(s); PPO: {args.ppo_epochs} epochs")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        for algo in ("PixelA2C", "PixelPPO"):
-            measure(algo, args, device)
+        for bf16 in (False, True):
+            for algo in ("PixelA2C", "PixelPPO"):
+                measure(algo, args, device, bf16)
     if "cuda" not in devices:
         print("cuda: not available on this machine")
 

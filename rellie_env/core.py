@@ -72,14 +72,17 @@ def transition(
     :return: the :class:`Transition`. Reward maps: ``"paper"`` is minus the released total loss
         (including ``smoothness * L_TV(alpha)``) at every pixel; ``"delta"`` is the drop of the image's loss
         minus the smoothness charge, at every pixel; ``"pixel"`` is minus the local loss map;
-        ``"pixel-delta"`` is each pixel's share of the drop of the image's loss, to first order
-        (``-H*W * dL/dx' . (x' - x)`` summed over channels: a difference reward, what this pixel's own
-        change did to the loss, whose mean is the drop), minus the local smoothness charge.
+        ``"pixel-delta"`` is each pixel's share of the drop of the image's loss (``-H*W * dL/dx . (x' - x)``
+        summed over channels, the gradient taken at the step's midpoint: a difference reward, what this
+        pixel's own change did to the loss; the shares add up to the drop, exactly for a quadratic loss),
+        minus the local smoothness charge.
     """
     new, alpha = action_set.step(image, actions)
     if reward_mode == "pixel-delta":
         with torch.enable_grad():
-            leaf = new.detach().requires_grad_(True)
+            # The gradient at the midpoint of the step makes the shares add up to the exact drop for a
+            # quadratic loss (exposure and spatial terms are): at either end they would be biased.
+            leaf = ((image + new) * 0.5).detach().requires_grad_(True)
             loss = weighted_sum(loss_terms(leaf, original.image, None, weights, original.blocks), weights, STATE_TERMS)
             (gradient,) = torch.autograd.grad(loss.sum(), leaf)
     terms = loss_terms(new, original.image, alpha, weights, original.blocks)

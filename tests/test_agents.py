@@ -213,3 +213,16 @@ def test_greedy_rollout_applies_the_mode():
     for _ in range(2):
         x = x + 0.8 * x * (1 - x)
     torch.testing.assert_close(final, x)
+
+
+@pytest.mark.parametrize("algo", [PixelA2C, PixelPPO])
+def test_bf16_autocast_trains_with_float32_losses(algo):
+    env = LowLightSB3VecEnv(2, seed=0, **SMALL)
+    kwargs = dict(batch_size=3) if algo is PixelPPO else {}
+    model = algo(env=env, n_steps=3, policy_kwargs=dict(width=8), seed=0, bf16=True, **kwargs)
+    model.learn(6)
+    assert model.rollout_buffer.values.dtype == torch.float32 and model.rollout_buffer.log_probs.dtype == torch.float32
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.policy.parameters())
+    with model._autocast():
+        dist = model.policy.distribution(torch.rand(1, 3, 32, 32))
+    assert dist.log_probs.dtype == torch.float32

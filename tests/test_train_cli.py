@@ -1,0 +1,49 @@
+"""train_sb3.py end to end on tiny settings: outputs, resume, and clear errors."""
+import json
+
+import pytest
+
+import train_sb3
+
+TINY = ["--batch", "2", "--crop", "32", "--steps", "2", "--width", "8", "--no-progress", "--eval-every", "1",
+        "--checkpoint-every", "1", "--threads", "1"]
+
+
+@pytest.mark.parametrize("algo", ["pixel-a2c", "pixel-ppo", "a2c"])
+def test_train_writes_model_logs_and_curve(tmp_path, algo):
+    out = tmp_path / algo
+    assert train_sb3.main(["--algo", algo, "--episodes", "2", "--out", str(out), *TINY]) == 0
+    for name in ("model.zip", "policy.pt", "learning_curve.csv", "learning_curve.png", "progress.csv",
+                 "config.json", "checkpoints/latest.zip"):
+        assert (out / name).is_file(), name
+    rows = (out / "learning_curve.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("episode,reward")
+    assert list((out / "tensorboard").glob("*")) or list(out.glob("events.out.tfevents*"))
+    assert json.loads((out / "config.json").read_text())["algo"] == algo
+
+
+def test_resume_continues_the_episode_count(tmp_path):
+    out = tmp_path / "run"
+    assert train_sb3.main(["--episodes", "1", "--out", str(out), *TINY]) == 0
+    assert train_sb3.main(["--episodes", "2", "--out", str(out), "--resume", str(out / "model.zip"), *TINY]) == 0
+    rows = (out / "learning_curve.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_bad_input_gives_a_clear_message_and_non_zero_exit(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_sb3.main(["--algo", "dqn"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    bad = tmp_path / "broken.zip"
+    bad.write_bytes(b"PK not really")
+    assert train_sb3.main(["--resume", str(bad), "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert "broken.zip" in capsys.readouterr().err
+
+
+def test_absent_device_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        train_sb3.main(["--device", "cuda", *TINY])
