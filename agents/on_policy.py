@@ -6,7 +6,7 @@ from collections import deque
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.buffers import PixelRolloutBuffer
@@ -86,6 +86,31 @@ class PixelOnPolicyMixin:
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _total_loss(
+        self, policy_loss: torch.Tensor, values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor,
+        dist: PixelCategoricalDistribution,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``policy_loss + vf_coef * 0.5 (R - V)^2 - ent_coef * H + alpha_smoothness_coef * L_TV(E[alpha])``,
+        every term averaged over pixels; also the terms, for logging."""
+        value_loss = 0.5 * (returns - values).pow(2).mean()
+        entropy_loss = -entropy.mean()
+        smoothness = self._alpha_smoothness(dist)
+        loss = (
+            policy_loss
+            + self.ent_coef * entropy_loss
+            + self.vf_coef * value_loss
+            + self.alpha_smoothness_coef * smoothness
+        )
+        terms = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(),
+                 "entropy_loss": entropy_loss.item(), "alpha_smoothness": smoothness.item()}
+        return loss, terms
+
+    def _record_explained_variance(self) -> None:
+        buffer = self.rollout_buffer
+        ev = explained_variance(buffer.values.flatten().cpu().numpy(), buffer.returns.flatten().cpu().numpy())
+        self.logger.record("train/explained_variance", ev)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def _alpha_smoothness(self, dist: PixelCategoricalDistribution) -> torch.Tensor:
         """Smoothness (L_TV) of the policy's expected alpha maps: differentiable, unlike the sampled maps'."""

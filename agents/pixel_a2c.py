@@ -5,7 +5,6 @@ from typing import Any
 
 import torch
 from stable_baselines3 import A2C
-from stable_baselines3.common.utils import explained_variance
 
 from agents.buffers import PixelRolloutBuffer
 from agents.on_policy import PixelOnPolicyMixin
@@ -73,27 +72,14 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
             if self.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             policy_loss = -(advantages * log_prob).mean()
-            value_loss = 0.5 * (data.returns - values).pow(2).mean()
-            entropy_loss = -entropy.mean()
-            smoothness = self._alpha_smoothness(dist)
-            loss = (
-                policy_loss
-                + self.ent_coef * entropy_loss
-                + self.vf_coef * value_loss
-                + self.alpha_smoothness_coef * smoothness
-            )
+            loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)
             self.policy.optimizer.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
 
         self._n_updates += 1
-        ev = explained_variance(self.rollout_buffer.values.flatten().cpu().numpy(),
-                                self.rollout_buffer.returns.flatten().cpu().numpy())
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/explained_variance", ev)
-        self.logger.record("train/entropy_loss", entropy_loss.item())
-        self.logger.record("train/policy_loss", policy_loss.item())
-        self.logger.record("train/value_loss", value_loss.item())
-        self.logger.record("train/alpha_smoothness", smoothness.item())
+        self._record_explained_variance()
+        for key, value in terms.items():
+            self.logger.record(f"train/{key}", value)
         self.logger.record("train/grad_norm", grad_norm.item())

@@ -6,7 +6,6 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.utils import explained_variance
 
 from agents.buffers import PixelRolloutBuffer
 from agents.on_policy import PixelOnPolicyMixin
@@ -65,7 +64,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         self._update_learning_rate(self.policy.optimizer)
         clip_range = self.clip_range(self._current_progress_remaining)
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
-        stats: dict[str, list[float]] = {k: [] for k in ("policy", "value", "entropy", "smooth", "clip", "kl")}
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy_loss",
+                                                          "alpha_smoothness", "clip_fraction", "approx_kl")}
         continue_training = True
         for _ in range(self.n_epochs):
             for data in self.rollout_buffer.get(self.batch_size):
@@ -79,23 +79,13 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
                 policy_loss = -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
                 if clip_range_vf is not None:
                     values = data.old_values + (values - data.old_values).clamp(-clip_range_vf, clip_range_vf)
-                value_loss = 0.5 * (data.returns - values).pow(2).mean()
-                entropy_loss = -entropy.mean()
-                smoothness = self._alpha_smoothness(dist)
-                loss = (
-                    policy_loss
-                    + self.ent_coef * entropy_loss
-                    + self.vf_coef * value_loss
-                    + self.alpha_smoothness_coef * smoothness
-                )
+                loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean().item()
-                    stats["clip"].append(((ratio - 1).abs() > clip_range).float().mean().item())
-                stats["policy"].append(policy_loss.item())
-                stats["value"].append(value_loss.item())
-                stats["entropy"].append(entropy_loss.item())
-                stats["smooth"].append(smoothness.item())
-                stats["kl"].append(approx_kl)
+                    stats["clip_fraction"].append(((ratio - 1).abs() > clip_range).float().mean().item())
+                stats["approx_kl"].append(approx_kl)
+                for key, value in terms.items():
+                    stats[key].append(value)
                 if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
                     continue_training = False
                     break
@@ -107,14 +97,7 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
             if not continue_training:
                 break
 
-        ev = explained_variance(self.rollout_buffer.values.flatten().cpu().numpy(),
-                                self.rollout_buffer.returns.flatten().cpu().numpy())
-        self.logger.record("train/policy_gradient_loss", np.mean(stats["policy"]))
-        self.logger.record("train/value_loss", np.mean(stats["value"]))
-        self.logger.record("train/entropy_loss", np.mean(stats["entropy"]))
-        self.logger.record("train/alpha_smoothness", np.mean(stats["smooth"]))
-        self.logger.record("train/approx_kl", np.mean(stats["kl"]))
-        self.logger.record("train/clip_fraction", np.mean(stats["clip"]))
-        self.logger.record("train/explained_variance", ev)
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_explained_variance()
+        for key, values in stats.items():
+            self.logger.record(f"train/{'policy_gradient_loss' if key == 'policy_loss' else key}", np.mean(values))
         self.logger.record("train/clip_range", clip_range)

@@ -1,6 +1,8 @@
 """LowLight-v0: API checks, seeding, fidelity to the released code, reward modes, bad input."""
+import re
 import subprocess
 import sys
+import textwrap
 import warnings
 
 import cv2
@@ -275,3 +277,13 @@ def test_targets_folder_pairs_by_stem(tmp_path):
 
 def test_registered_once():
     assert "LowLight-v0" in gym.registry and rellie_env.LowLightEnv is LowLightEnv
+
+
+def test_docstring_examples_run():
+    """The examples in LowLightEnv's docstring (Arguments, Vectorized environment, Example) run as written."""
+    blocks = re.findall(r"```python\n(.*?)```", LowLightEnv.__doc__, re.S)
+    assert len(blocks) == 3
+    namespace = {"np": np}
+    for block in blocks:
+        exec(textwrap.dedent(block), namespace)
+    assert namespace["truncated"] is False and namespace["obs"].shape == (3, 64, 64)
