@@ -38,7 +38,7 @@ import torch
 
 from agents.baselines import _to_uint8, clahe, gamma_correction, histogram_equalization, mean_luminance, zero_dce_enhance
 from agents.checkpoints import DEFAULT_MODEL, load_default, load_policy
-from agents.enhance import DENOISERS, FAST_SIZE, enhance
+from agents.enhance import DENOISERS, FAST_SIZE, enhance, tune_cpu
 from agents.ffdnet import load_ffdnet
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
@@ -57,6 +57,7 @@ NO_REFERENCE = ("spatial", "exposure", "color")
 ALPHA_RANGE = (-0.3, 1.0)  # the released action set's curve strengths, for the alpha colour map
 CELL = (240, 180)  # grid cell (width, height)
 THUMB_HEIGHT = 160  # height of each picture of the steps strip
+STEPS_SIZE = 4 * THUMB_HEIGHT  # enhance() returns the steps of the strip shrunk to this long side
 
 
 class UsageError(ValueError):
@@ -155,10 +156,12 @@ def build_methods(args: argparse.Namespace, names: list[str]) -> dict[str, Metho
             raise UsageError("--denoise ffdnet needs --ffdnet-weights (ReLLIE's FFDNet_models/net_rgb.pth)")
         ffdnet = load_ffdnet(weights_file(args.ffdnet_weights, "--ffdnet-weights"))
 
-    def agent(policy) -> Method:
-        return lambda image: enhance(policy, image, steps=args.steps, tile=args.tile, fast=args.fast,
-                                     fast_size=args.fast_size, denoise=args.denoise, ffdnet=ffdnet,
-                                     return_steps=True)
+    def agent(policy, strip: bool = False) -> Method:
+        def run(image: np.ndarray):
+            out = enhance(policy, image, steps=args.steps, tile=args.tile, fast=args.fast, fast_size=args.fast_size,
+                          denoise=args.denoise, ffdnet=ffdnet, return_steps=strip, steps_size=STEPS_SIZE)
+            return out if strip else (out, [], [])
+        return run
 
     table: dict[str, Method] = {"identity": plain(lambda x: x), "gamma": plain(gamma_correction),
                                 "he": plain(histogram_equalization), "clahe": plain(clahe)}
@@ -175,7 +178,7 @@ def build_methods(args: argparse.Namespace, names: list[str]) -> dict[str, Metho
         else:
             raise UsageError(f"the shipped model {DEFAULT_MODEL} is missing; pass --model PATH "
                              "(.zip, .pt or the official .npz)")
-        table["ours"] = agent(policy)
+        table["ours"] = agent(policy, strip=True)
     return {name: table[name] for name in names}
 
 
@@ -318,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--threads must be positive, got {args.threads}")
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    torch.set_flush_denormal(True)
+    tune_cpu()  # denormals flushed, freed memory reused: for every method, not only the ReLLIE agents
     images = load_inputs(args.input, args.gt)
     if images.skipped:
         print(f"skipped {len(images.skipped)} unreadable file(s): {', '.join(images.skipped)}", file=sys.stderr)

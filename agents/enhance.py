@@ -26,8 +26,9 @@ from rellie_env.images import Augmentation, builtin_images, to_float_rgb
 from rellie_env.losses import LossWeights, image_loss
 
 DENOISERS = ("none", "nlm", "ffdnet")
-# Fast mode's default: the policy sees a copy with sides scaled by 1/4 (1/16 of the pixels).
-FAST_SIZE = 0.25
+# Fast mode's default: the policy sees a copy with sides scaled by 1/5 (1/25 of the pixels): then fast mode
+# takes ~0.7x Zero-DCE's time (at 1/4 it took as long) and stays > 45 dB from full mode with the released agent.
+FAST_SIZE = 0.2
 # The smallest side of fast mode's copy (one exposure patch is 16 px; below 32 px the policy sees little).
 FAST_MIN_SIDE = 32
 
@@ -133,31 +134,50 @@ def best_constant_policy(
 
 # -- full-resolution enhancement ---------------------------------------------------------------------------
 
-_MALLOC_TUNED = False
+class _Malloc:
+    """glibc's ``mallopt``/``malloc_trim``, where the C library is glibc; otherwise nothing happens."""
+
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
+
+    def __init__(self) -> None:
+        self.libc = None
+        self.tuned = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+                    self.libc = libc
+            except OSError:
+                pass
+
+    def keep_freed_memory(self) -> None:
+        if self.libc is not None and not self.tuned:
+            self.tuned = True
+            self.libc.mallopt(self.M_TRIM_THRESHOLD, 1 << 30)
+            self.libc.mallopt(self.M_MMAP_MAX, 0)
+
+    def trim(self) -> None:
+        if self.libc is not None:
+            self.libc.malloc_trim(0)
+
+
+_MALLOC = _Malloc()
 
 
 def tune_cpu() -> None:
-    """Process settings for fast CPU inference: denormals flushed and, with glibc, freed memory kept for reuse.
+    """Process settings for fast CPU inference (applied by :func:`enhance`): denormals flushed, and with
+    glibc, freed memory kept in the process for reuse.
 
-    The network allocates and frees tens of megabytes per layer. glibc serves blocks over 32 MiB with fresh
-    ``mmap`` pages, and touching them costs a page fault per 4 KiB: on this project's 2-core VM that made a
-    step about 1.7x slower than with this setting (420,000 faults per step of a 0.24 MP image). Here
-    ``mallopt(M_MMAP_MAX, 0)`` serves large blocks from the heap and ``M_TRIM_THRESHOLD`` of 1 GiB keeps
-    freed heap memory in the process, so later layers and steps reuse it without faults. The price: the
-    process keeps up to that much freed memory until it exits. Called by :func:`enhance`; applied once.
+    The network allocates and frees tens of megabytes per layer. glibc serves blocks over 32 MiB with
+    fresh ``mmap`` pages, and the kernel zeroes and maps them at a page fault per 4 KiB: on this project's
+    2-core VM that made a step 1.7x slower (420,000 faults per step of a 0.24 MP image). With
+    ``mallopt(M_MMAP_MAX, 0)`` and a ``M_TRIM_THRESHOLD`` of 1 GiB, large blocks come from the heap and
+    freed ones stay there, so later layers and tiles reuse them without faults; :func:`enhance` gives the
+    free memory back (``malloc_trim``) after each step of a tiled image and when it returns, so that the
+    heap's fragmentation does not build up.
     """
-    global _MALLOC_TUNED
     torch.set_flush_denormal(True)
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    _MALLOC_TUNED = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
-        libc.mallopt(m_trim_threshold, 1 << 30)
-        libc.mallopt(m_mmap_max, 0)
-    except (OSError, AttributeError):  # not glibc (musl, ...): keep the defaults
-        pass
+    _MALLOC.keep_freed_memory()
 
 
 def receptive_radius(policy: PixelActorCriticPolicy) -> int:
@@ -171,19 +191,28 @@ def receptive_radius(policy: PixelActorCriticPolicy) -> int:
 
 def _spans(n: int, tile: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
     """Split ``range(n)`` into near-equal spans of at most ``tile`` (starts multiples of ``align``):
-    ``(start, stop, padded_start, padded_stop)``, padded by ``halo`` but never beyond ``0`` or ``n``."""
+    ``(start, stop, padded_start, padded_stop)``. Every padded span has the same length, ``size + 2 halo``
+    (or ``n``): it holds its span and ``halo`` more on each side, or more on one side where the other
+    reaches ``0`` or ``n``. Equal lengths make every tile allocate the same tensors, which the memory
+    allocator then reuses from tile to tile."""
     count = max(1, math.ceil(n / tile))
     size = math.ceil(n / count / align) * align
-    return [(s, min(n, s + size), max(0, s - halo), min(n, s + size + halo)) for s in range(0, n, size)]
+    padded = min(n, size + 2 * halo)
+    spans = []
+    for s in range(0, n, size):
+        stop = min(n, s + size)
+        start = min(max(0, s - halo), n - padded) // align * align
+        spans.append((s, stop, start, max(min(n, start + padded), min(n, stop + halo))))
+    return spans
 
 
 def tiles(h: int, w: int, tile: int, halo: int, align: int = 1) -> list[tuple[slice, slice, slice, slice]]:
     """Tiles of an ``h x w`` image for a network of receptive radius ``halo``.
 
     An image of at most ``tile**2`` pixels is one tile; a larger one is cut into near-equal tiles of at most
-    ``tile x tile`` pixels. Each comes with its padded region, the tile grown by ``halo`` on every side that
-    is not the image border: at the border the network's own zero padding sees the true border, so the
-    tiled result equals the untiled one.
+    ``tile x tile`` pixels. Each comes with its padded region, which holds the tile and at least ``halo``
+    pixels on every side that is not the image border (never beyond the border: there the network's own
+    zero padding sees the true border), so the tiled result equals the untiled one.
 
     :param align: tile starts (and the halo) are multiples of this (2 for FFDNet's 2x2 sub-images).
     :return: ``(rows, cols, padded_rows, padded_cols)`` slices per tile; the tile's place inside the padded
@@ -211,10 +240,12 @@ def _inner(rows: slice, cols: slice, padded_rows: slice, padded_cols: slice) -> 
 def policy_actions(
     policy: PixelActorCriticPolicy, image: torch.Tensor, tile: int = 512, halo: int | None = None
 ) -> torch.Tensor:
-    """The greedy (most likely) action map of ``(B, 3, H, W)`` images, computed tile by tile.
+    """The greedy action map of ``(B, 3, H, W)`` images, computed tile by tile.
 
-    Only the policy path runs (``policy.distribution(x).mode()``), on each tile grown by ``halo`` pixels
-    (except at the image border), in channels-last layout (the faster one for these convolutions on CPU).
+    Only the policy path runs (``policy.greedy_actions(x)``: the most likely action,
+    ``policy.distribution(x).mode()``, or for a policy with ``deterministic_action="mean"`` the action
+    nearest to the expected curve strength), on each tile grown by ``halo`` pixels (except at the image
+    border), in channels-last layout (the faster one for these convolutions on CPU).
 
     :param policy: the policy, on any device; the tiles move there and the actions come back.
     :param image: ``(B, 3, H, W)`` in [0, 1], any layout.
@@ -229,9 +260,7 @@ def policy_actions(
     out = torch.empty((b, policy.n_heads, h, w), dtype=torch.uint8, device=image.device)
     for rows, cols, padded_rows, padded_cols in tiles(h, w, tile, halo):
         x = image[:, :, padded_rows, padded_cols].to(device).contiguous(memory_format=torch.channels_last)
-        # = policy.distribution(x).mode(), the first most likely action; torch's max(dim) returns the first
-        # maximal index as argmax does, and is 5x faster than argmax on these (B, 3, 27, H, W) logits.
-        actions = policy.distribution(x).log_probs.max(2).indices
+        actions = policy.greedy_actions(x)
         out[:, :, rows, cols] = actions[(..., *_inner(rows, cols, padded_rows, padded_cols))].to(out)
     return out
 
@@ -263,6 +292,16 @@ def _as_nchw(image: np.ndarray) -> torch.Tensor:
 
 def _hwc(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).to("cpu", torch.float32).contiguous().numpy()
+
+
+def _shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
+    """A copy of ``image`` (``H x W x 3``), shrunk to ``long_side`` if it is longer."""
+    h, w = image.shape[:2]
+    if long_side is None or max(h, w) <= long_side:
+        return image.copy()
+    scale = long_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
 
 
 def fast_shape(h: int, w: int, fast_size: float = FAST_SIZE) -> tuple[int, int]:
@@ -310,6 +349,7 @@ def enhance(
     denoise: str = "none",
     ffdnet: FFDNet | str | os.PathLike | None = None,
     return_steps: bool = False,
+    steps_size: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """Enhance a photo of any size with the greedy policy at full resolution.
 
@@ -317,8 +357,8 @@ def enhance(
     (:func:`policy_actions`, tile by tile) and moves the image one step along the curve
     (``action_set.step``), in bands of rows and in place, so that the memory stays bounded: about
     three float32 copies of the image plus one tile's activations (under 2 GiB for 24 megapixels; see
-    ``benchmarks/inference_speed.py``). Runs under ``torch.inference_mode()`` after :func:`tune_cpu`
-    (denormals flushed, freed memory kept for reuse); the threads are torch's (``torch.set_num_threads``).
+    ``benchmarks/inference_speed.py``). Runs under ``torch.inference_mode()`` after :func:`tune_cpu`; the
+    threads are torch's (``torch.set_num_threads``); see :func:`tune_cpu` for the memory allocator.
 
     :param policy: a policy (``agents.checkpoints.load_policy``, ``load_default``, ``load_official_rellie``).
     :param image: the photo, any form :func:`rellie_env.images.to_float_rgb` accepts (float RGB ``H x W x 3``).
@@ -336,6 +376,8 @@ def enhance(
     :param ffdnet: an FFDNet model or the path of its weights (``ffdnet_net_rgb.pth``), for ``"ffdnet"``.
     :param return_steps: also return the image after each step and the alpha maps of each step (before
         coupling, ``H x W x 3``; in fast mode the upsampled ones).
+    :param steps_size: with ``return_steps``, shrink those images and maps (``INTER_AREA``) to this long
+        side, so that a large photo's steps do not need ``2 * steps`` full-size copies.
     :return: the enhanced float32 RGB ``H x W x 3`` image in [0, 1]; with ``return_steps``, the tuple
         ``(image, step_images, alpha_maps)``.
     """
@@ -374,8 +416,10 @@ def enhance(
                     x[:, :, r : r + band] = curve_step(x[:, :, r : r + band], up, action_set.blend)
                 alpha = upsample_rows(alpha_small, (h, w), 0, h) if return_steps else None
             if return_steps:
-                step_images.append(rgb.copy())
-                alpha_maps.append(_hwc(alpha))
+                step_images.append(_shrink(rgb, steps_size))
+                alpha_maps.append(_shrink(_hwc(alpha), steps_size))
+            if len(tiles(*(x if small is None else small).shape[2:], tile, 0)) > 1:
+                _MALLOC.trim()  # tiles of several shapes fragment the heap: give its free memory back
         if denoise == "ffdnet":
             sigma = gain_noise_sigma(original, x)
             del original
@@ -384,4 +428,5 @@ def enhance(
             rgb = out
         elif denoise == "nlm":
             rgb = nlm_denoise(rgb)
+    _MALLOC.trim()
     return (rgb, step_images, alpha_maps) if return_steps else rgb
