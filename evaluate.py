@@ -38,10 +38,11 @@ import torch
 
 from agents.baselines import _to_uint8, clahe, gamma_correction, histogram_equalization, mean_luminance, zero_dce_enhance
 from agents.checkpoints import DEFAULT_MODEL, load_default, load_policy
-from agents.enhance import DENOISERS, FAST_SIZE, enhance, tune_cpu
+from agents.enhance import DENOISERS, FAST_SIZE, enhance
 from agents.ffdnet import load_ffdnet
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
+from rellie_env.cpu import tune_cpu
 from rellie_env.curves import ActionSet
 from rellie_env.images import ImageSet, builtin_images, load_images
 from rellie_env.losses import LossWeights, loss_terms, weighted_sum

@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # tiny softmax probabilities otherwise slow CPU training 5-50x
+    from rellie_env.cpu import tune_cpu
+
+    tune_cpu()  # denormals flushed (tiny softmax probabilities slow CPU training 5-50x), freed memory reused
 
     from stable_baselines3.common.logger import configure
 

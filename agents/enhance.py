@@ -7,10 +7,8 @@ fast mode and ReLLIE's optional final denoising.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import sys
 from dataclasses import replace
 
 import cv2
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 from agents.baselines import nlm_denoise
 from agents.ffdnet import CONV_LAYERS, FFDNet, denoise_ffdnet, gain_noise_sigma, load_ffdnet
 from agents.policies import PixelActorCriticPolicy
+from rellie_env.cpu import MALLOC, tune_cpu
 from rellie_env.curves import ActionSet, curve_step
 from rellie_env.images import Augmentation, builtin_images, to_float_rgb
 from rellie_env.losses import LossWeights, image_loss
@@ -133,52 +132,6 @@ def best_constant_policy(
 
 
 # -- full-resolution enhancement ---------------------------------------------------------------------------
-
-class _Malloc:
-    """glibc's ``mallopt``/``malloc_trim``, where the C library is glibc; otherwise nothing happens."""
-
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # from <malloc.h>
-
-    def __init__(self) -> None:
-        self.libc = None
-        self.tuned = False
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
-                    self.libc = libc
-            except OSError:
-                pass
-
-    def keep_freed_memory(self) -> None:
-        if self.libc is not None and not self.tuned:
-            self.tuned = True
-            self.libc.mallopt(self.M_TRIM_THRESHOLD, 1 << 30)
-            self.libc.mallopt(self.M_MMAP_MAX, 0)
-
-    def trim(self) -> None:
-        if self.libc is not None:
-            self.libc.malloc_trim(0)
-
-
-_MALLOC = _Malloc()
-
-
-def tune_cpu() -> None:
-    """Process settings for fast CPU inference (applied by :func:`enhance`): denormals flushed, and with
-    glibc, freed memory kept in the process for reuse.
-
-    The network allocates and frees tens of megabytes per layer. glibc serves blocks over 32 MiB with
-    fresh ``mmap`` pages, and the kernel zeroes and maps them at a page fault per 4 KiB: on this project's
-    2-core VM that made a step 1.7x slower (420,000 faults per step of a 0.24 MP image). With
-    ``mallopt(M_MMAP_MAX, 0)`` and a ``M_TRIM_THRESHOLD`` of 1 GiB, large blocks come from the heap and
-    freed ones stay there, so later layers and tiles reuse them without faults; :func:`enhance` gives the
-    free memory back (``malloc_trim``) after each step of a tiled image and when it returns, so that the
-    heap's fragmentation does not build up.
-    """
-    torch.set_flush_denormal(True)
-    _MALLOC.keep_freed_memory()
-
 
 def receptive_radius(policy: PixelActorCriticPolicy) -> int:
     """How far (in pixels) an action of ``policy`` looks: first conv 1 + trunk and branch dilations + head 1.
@@ -419,7 +372,7 @@ def enhance(
                 step_images.append(_shrink(rgb, steps_size))
                 alpha_maps.append(_shrink(_hwc(alpha), steps_size))
             if len(tiles(*(x if small is None else small).shape[2:], tile, 0)) > 1:
-                _MALLOC.trim()  # tiles of several shapes fragment the heap: give its free memory back
+                MALLOC.trim()  # tiles of several shapes fragment the heap: give its free memory back
         if denoise == "ffdnet":
             sigma = gain_noise_sigma(original, x)
             del original
@@ -428,5 +381,5 @@ def enhance(
             rgb = out
         elif denoise == "nlm":
             rgb = nlm_denoise(rgb)
-    _MALLOC.trim()
+    MALLOC.trim()
     return (rgb, step_images, alpha_maps) if return_steps else rgb

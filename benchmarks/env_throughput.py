@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rellie_env.batched import BatchedLowLightEnv
+from rellie_env.cpu import tune_cpu
 from rellie_env.env import LowLightEnv
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    torch.set_flush_denormal(True)
+    tune_cpu()  # as the batched env and train_sb3.py do: denormals flushed, freed memory reused
     b, s, n = args.batch, args.size, args.steps
     print(f"B={b}, {s}x{s}, {n} steps, random actions, reward included ('paper' mode)")
     for threads in args.threads:

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from agents.baselines import zero_dce_enhance  # noqa: E402
 from agents.checkpoints import DEFAULT_MODEL, _policy, load_default  # noqa: E402
-from agents.enhance import FAST_SIZE, enhance, tune_cpu  # noqa: E402
+from agents.enhance import FAST_SIZE, enhance  # noqa: E402
+from rellie_env.cpu import tune_cpu  # noqa: E402
 from agents.official import load_official_rellie  # noqa: E402
 from agents.policies import PixelActorCriticPolicy  # noqa: E402
 from agents.zero_dce import ZeroDCE, load_zero_dce  # noqa: E402

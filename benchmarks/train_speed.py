@@ -16,6 +16,7 @@ import torch
 
 from agents import PixelA2C, PixelPPO
 from agents.policies import PixelActorCriticPolicy
+from rellie_env.cpu import tune_cpu
 from rellie_env.vector import LowLightSB3VecEnv
 
 
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    tune_cpu()  # as the batched env and train_sb3.py do: denormals flushed, freed memory reused
     print(f"batch {args.batch}, {args.size}x{args.size}, {args.steps} steps, width {args.width}, "
           f"{args.threads} thread(s); PPO: {args.ppo_epochs} epochs")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

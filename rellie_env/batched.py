@@ -9,6 +9,7 @@ from gymnasium.utils import seeding
 
 from rellie_env.config import EnvConfig, sample_start
 from rellie_env.core import EpisodeInput, state_loss, transition
+from rellie_env.cpu import tune_cpu
 from rellie_env.metrics import psnr, ssim
 
 
@@ -21,7 +22,8 @@ class BatchedLowLightEnv:
     the same episodes. A step takes and returns tensors only: no numpy round trip, no host sync.
 
     :param num_envs: batch size B.
-    :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+    :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``. On the CPU the constructor applies
+        :func:`rellie_env.cpu.tune_cpu` (a process-wide allocator setting; 1.6x faster steps).
     :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`; ``crop_size`` must be set
         unless all source images share one size.
     """
@@ -33,6 +35,8 @@ class BatchedLowLightEnv:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.num_envs = num_envs
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            tune_cpu()  # a step allocates megabytes per operation: reuse freed memory (see tune_cpu)
         self.config = EnvConfig(**kwargs)
         self.source = self.config.load_source()
         crop = self.config.crop_size
