@@ -12,14 +12,11 @@ update (A2C) or ``--n-epochs`` passes (PPO). Examples::
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 # Presets: the released settings and the default recipe (see README, "How it learns").
@@ -154,15 +151,14 @@ def build_model(args: argparse.Namespace, device: torch.device):
     elif init_alpha is not None:
         init_alpha = float(init_alpha)
     policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread)
-    out = Path(args.out)
     if args.resume:
         from agents.checkpoints import load_policy
 
         load_policy(args.resume)  # a clear error for a bad or foreign file, before SB3's own loader
-        model = spec.cls.load(args.resume, env=env, device=device, tensorboard_log=str(out / "tensorboard"))
+        model = spec.cls.load(args.resume, env=env, device=device)
     else:
         model = spec.cls(PixelActorCriticPolicy, env, policy_kwargs=policy_kwargs, seed=args.seed, device=device,
-                         tensorboard_log=str(out / "tensorboard"), verbose=0, **common)
+                         verbose=0, **common)
     return model
 
 

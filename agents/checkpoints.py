@@ -74,8 +74,6 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         if zipfile.is_zipfile(path) and path.suffix == ".zip":
             data, params, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
             kwargs = dict(data.get("policy_kwargs") or {})
-            shape = tuple(data["observation_space"].shape)
-            nvec = np.asarray(data["action_space"].nvec)
             policy = PixelActorCriticPolicy(data["observation_space"], data["action_space"], lambda _: 0.0,
                                             **{k: v for k, v in kwargs.items() if k != "optimizer_kwargs"})
             state = params["policy"]
@@ -84,9 +82,8 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
             if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
                 raise ValueError("not a rellie weights file")
             state = payload["state_dict"]
-            shape = tuple(payload["observation_shape"])
             n_actions = len(payload["policy_kwargs"].get("alpha_values") or [0] * 27)
-            policy = _policy(shape, n_actions, **payload["policy_kwargs"])
+            policy = _policy(tuple(payload["observation_shape"]), n_actions, **payload["policy_kwargs"])
         policy.load_state_dict(state)
     except ValueError as exc:
         raise ValueError(f"{str(path)!r} is not a compatible rellie policy: {exc}") from exc

@@ -50,9 +50,8 @@ class LowLightVectorEnv(VectorEnv):
         self.render_mode = None
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
-        if seed is not None:
-            self._np_random_seed = seed if isinstance(seed, int) else None
-            self.action_space.seed(seed if isinstance(seed, int) else None)
+        if isinstance(seed, int):
+            self.action_space.seed(seed)
         return _numpy(self.batched.reset(seed, options)), {}
 
     def step(self, actions: np.ndarray):

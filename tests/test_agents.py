@@ -1,5 +1,4 @@
 """The pixel-wise policy, distribution, buffer and algorithms; the released weights; checkpoints."""
-import warnings
 
 import numpy as np
 import pytest

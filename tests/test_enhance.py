@@ -20,7 +20,7 @@ from agents.enhance import (
     tiles,
     upsample_rows,
 )
-from agents.ffdnet import FFDNet, denoise_ffdnet, load_ffdnet
+from agents.ffdnet import FFDNet, denoise_ffdnet
 from rellie_env.images import read_image
 from rellie_env.metrics import psnr
 from rellie_env.vector import LowLightSB3VecEnv

@@ -9,7 +9,6 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import rellie_env
 from rellie_env.env import LowLightEnv

@@ -47,3 +47,11 @@ def test_absent_device_is_refused():
         pytest.skip("a CUDA device is present")
     with pytest.raises(SystemExit, match="no CUDA device"):
         train_sb3.main(["--device", "cuda", *TINY])
+
+
+def test_start_at_the_best_constant_policy(tmp_path, capsys):
+    out = tmp_path / "const"
+    assert train_sb3.main(["--episodes", "1", "--init-alpha", "best-constant", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    alphas = json.loads(printed.split("alpha = ")[1].splitlines()[0])
+    assert len(alphas) == 3 and all(-0.3 <= a <= 1.0 for a in alphas)
