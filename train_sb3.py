@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.checkpoints import save_model, save_weights
     from agents.training import TrainingMonitor, plot_learning_curve
+    from rellie_env.config import EnvConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     model.set_logger(configure(str(out), ["csv", "tensorboard"]))
     (out / "config.json").write_text(json.dumps(vars(args), indent=2, default=str))
     done = model.num_timesteps // (args.batch * args.steps)
-    monitor = TrainingMonitor(out, args.batch, args.checkpoint_every, args.eval_every, start_episode=done)
+    action_set = EnvConfig(**env_kwargs(args)).action_set
+    monitor = TrainingMonitor(out, args.batch, args.checkpoint_every, args.eval_every, done, action_set)
     total = args.episodes * args.batch * args.steps
     print(f"training {args.algo} ({args.preset} preset) on {device}: episodes {done} -> {args.episodes}, "
           f"batch {args.batch}, {args.crop}x{args.crop}, {args.steps} steps; output in {out}/")

@@ -36,13 +36,14 @@ FAST_MIN_SIDE = 32
 def greedy_rollout(
     policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, action_set: ActionSet = ActionSet()
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Apply the policy's most likely action map ``steps`` times to ``(B, 3, H, W)`` images.
+    """Apply the policy's deterministic action map (:meth:`~PixelActorCriticPolicy.greedy_actions`) ``steps``
+    times to ``(B, 3, H, W)`` images, untiled (:func:`enhance` is the tiled, full-resolution version).
 
     :return: the final images and the alpha maps (before coupling) of each step.
     """
     x, alphas = images, []
     for _ in range(steps):
-        x, alpha = action_set.step(x, policy.distribution(x).mode())
+        x, alpha = action_set.step(x, policy.greedy_actions(x))
         alphas.append(alpha)
     return x, alphas
 
@@ -60,10 +61,14 @@ def heldout_crops(n: int = 16, size: int = 96, seed: int = 0, split: str = "test
 
 
 def policy_loss_on(
-    policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, weights: LossWeights = LossWeights()
+    policy: PixelActorCriticPolicy,
+    images: torch.Tensor,
+    steps: int = 6,
+    weights: LossWeights = LossWeights(),
+    action_set: ActionSet = ActionSet(),
 ) -> float:
     """Mean non-reference loss (spatial + exposure + colour) of the greedy policy's results."""
-    final, _ = greedy_rollout(policy, images, steps)
+    final, _ = greedy_rollout(policy, images, steps, action_set)
     return float(image_loss(final, images, weights).mean())
 
 
