@@ -97,14 +97,14 @@ class LowLightSB3VecEnv(VecEnv):
         super().__init__(num_envs, observation_space, action_space)
         self._seed = seed
         self._actions: np.ndarray | None = None
-        self._returns = np.zeros(num_envs)
+        self._returns = torch.zeros(num_envs, dtype=torch.float64, device=self.batched.device)
         self._start = time.time()
 
     # -- tensor path, used by agents.PixelA2C / PixelPPO --------------------------------------------------
     def reset_tensors(self) -> torch.Tensor:
         obs = self.batched.reset(self._seed)
         self._seed = None
-        self._returns[:] = 0.0
+        self._returns.zero_()
         return obs
 
     def step_tensors(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[dict]]:
@@ -113,20 +113,21 @@ class LowLightSB3VecEnv(VecEnv):
         final image's loss terms and ``"terminal_observation"`` (a tensor on the batch's device)."""
         obs, reward_map, dones, tinfo = self.batched.step(actions)
         infos: list[dict] = [{} for _ in range(self.num_envs)]
-        self._returns += _numpy(tinfo["reward"])
+        self._returns += tinfo["reward"]  # on the device: no host sync until an episode ends
         if dones.any():
             done = np.flatnonzero(dones)
             ended = {k: _numpy(v) for k, v in tinfo.items() if k != "reward"}
+            returns = _numpy(self._returns)
             for i in done:
                 infos[i] = {k: float(v[i]) for k, v in ended.items()}
                 infos[i]["terminal_observation"] = obs[i]
                 infos[i]["TimeLimit.truncated"] = True
                 infos[i]["episode"] = {
-                    "r": float(self._returns[i]),
+                    "r": float(returns[i]),
                     "l": int(self.batched.steps[i]),
                     "t": round(time.time() - self._start, 6),
                 }
-                self._returns[i] = 0.0
+            self._returns[torch.from_numpy(done).to(self._returns.device)] = 0.0
             self.batched.reset_envs(done)
             obs = self.batched.image.clone()
         return obs, reward_map, dones, infos
