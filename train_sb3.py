@@ -12,6 +12,7 @@ update (A2C) or ``--n-epochs`` passes (PPO). Examples::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -125,6 +126,7 @@ def build_model(args: argparse.Namespace, device: torch.device):
     from agents.registry import ALGORITHMS
     from agents.training import best_constant_alphas
     from agents.wrappers import FlattenActionMap
+    from rellie_env.config import EnvConfig
     from rellie_env.env import LowLightEnv
     from rellie_env.vector import LowLightSB3VecEnv
 
@@ -150,7 +152,9 @@ def build_model(args: argparse.Namespace, device: torch.device):
         print(f"initial policy: the best constant action triple on training crops, alpha = {init_alpha}")
     elif init_alpha is not None:
         init_alpha = float(init_alpha)
-    policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread)
+    action_set = dataclasses.asdict(EnvConfig(**env_kwargs(args)).action_set)  # saved with the policy
+    policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread,
+                         action_set=action_set)
     if args.resume:
         from agents.checkpoints import load_policy
 
@@ -175,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.checkpoints import save_model, save_weights
     from agents.training import TrainingMonitor, plot_learning_curve
-    from rellie_env.config import EnvConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     model.set_logger(configure(str(out), ["csv", "tensorboard"]))
     (out / "config.json").write_text(json.dumps(vars(args), indent=2, default=str))
     done = model.num_timesteps // (args.batch * args.steps)
-    action_set = EnvConfig(**env_kwargs(args)).action_set
-    monitor = TrainingMonitor(out, args.batch, args.checkpoint_every, args.eval_every, done, action_set)
+    monitor = TrainingMonitor(out, args.batch, args.checkpoint_every, args.eval_every, start_episode=done)
     total = args.episodes * args.batch * args.steps
     print(f"training {args.algo} ({args.preset} preset) on {device}: episodes {done} -> {args.episodes}, "
           f"batch {args.batch}, {args.crop}x{args.crop}, {args.steps} steps; output in {out}/")

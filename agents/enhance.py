@@ -34,13 +34,15 @@ FAST_MIN_SIDE = 32
 
 @torch.inference_mode()
 def greedy_rollout(
-    policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, action_set: ActionSet = ActionSet()
+    policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, action_set: ActionSet | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Apply the policy's deterministic action map (:meth:`~PixelActorCriticPolicy.greedy_actions`) ``steps``
     times to ``(B, 3, H, W)`` images, untiled (:func:`enhance` is the tiled, full-resolution version).
 
+    :param action_set: default: the policy's own (``policy.action_set``).
     :return: the final images and the alpha maps (before coupling) of each step.
     """
+    action_set = policy.action_set if action_set is None else action_set
     x, alphas = images, []
     for _ in range(steps):
         x, alpha = action_set.step(x, policy.greedy_actions(x))
@@ -65,7 +67,7 @@ def policy_loss_on(
     images: torch.Tensor,
     steps: int = 6,
     weights: LossWeights = LossWeights(),
-    action_set: ActionSet = ActionSet(),
+    action_set: ActionSet | None = None,
 ) -> float:
     """Mean non-reference loss (spatial + exposure + colour) of the greedy policy's results."""
     final, _ = greedy_rollout(policy, images, steps, action_set)
@@ -300,7 +302,7 @@ def enhance(
     policy: PixelActorCriticPolicy,
     image: np.ndarray,
     steps: int = 6,
-    action_set: ActionSet = ActionSet(),
+    action_set: ActionSet | None = None,
     tile: int = 512,
     fast: bool = False,
     fast_size: float = FAST_SIZE,
@@ -321,7 +323,7 @@ def enhance(
     :param policy: a policy (``agents.checkpoints.load_policy``, ``load_default``, ``load_official_rellie``).
     :param image: the photo, any form :func:`rellie_env.images.to_float_rgb` accepts (float RGB ``H x W x 3``).
     :param steps: number of greedy steps (6 as released): the brightness knob.
-    :param action_set: the curve and action set the policy was trained with.
+    :param action_set: the curve and action set the policy was trained with; default: ``policy.action_set``.
     :param tile: tile side for the network (memory against a little halo overhead).
     :param fast: run the policy on a downscaled copy (stepped with its own actions) and apply its alpha
         maps, upsampled bilinearly (before coupling), at full resolution: the smoothness term keeps them
@@ -349,6 +351,7 @@ def enhance(
         if not isinstance(ffdnet, FFDNet):
             ffdnet = load_ffdnet(ffdnet)
     tune_cpu()
+    action_set = policy.action_set if action_set is None else action_set
     rgb = to_float_rgb(image)  # always a fresh float32 copy: the steps work in place on it
     h, w = rgb.shape[:2]
     band = max(1, tile * tile // w)  # rows per band of the in-place curve steps

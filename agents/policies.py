@@ -102,7 +102,9 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     :param init_alpha_spread: standard deviation of that starting distribution, in alpha units.
     :param init_weight_scale: factor on the heads' initial weights when ``init_alpha`` is set.
     :param alpha_values: curve strength of each action (for ``init_alpha`` and expected-alpha maps);
-        default: ``ActionSet()``'s (-0.30 ... 1.00).
+        default: those of ``action_set`` (-0.30 ... 1.00).
+    :param action_set: the arguments of the :class:`~rellie_env.curves.ActionSet` the policy acts in (saved
+        with it, so that enhancement steps as training did); default: the released one.
     :param deterministic_action: what the policy does when asked to act deterministically: ``"mode"``, the
         most likely action (as released), or ``"mean"``, the action nearest to the expected curve strength.
         Pixel agents trained with difference rewards settle on mixed strategies (a pixel's own effect on a
@@ -123,6 +125,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         init_weight_scale: float = 0.1,
         alpha_values: Sequence[float] | None = None,
         deterministic_action: str = "mode",
+        action_set: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if deterministic_action not in ("mode", "mean"):
@@ -135,7 +138,9 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         self.n_heads, self.n_actions = nvec.size // (h * w), int(nvec.flat[0])
         self.width, self.trunk_dilations, self.branch_dilations = width, tuple(trunk_dilations), tuple(branch_dilations)
         self.init_alpha, self.init_alpha_spread, self.init_weight_scale = init_alpha, init_alpha_spread, init_weight_scale
-        values = ActionSet(self.n_actions).alpha_values() if alpha_values is None else torch.tensor(alpha_values)
+        self.action_set_kwargs = dict(action_set or {"n_actions": self.n_actions})
+        self.action_set = ActionSet(**self.action_set_kwargs)
+        values = self.action_set.alpha_values() if alpha_values is None else torch.tensor(alpha_values)
         if len(values) != self.n_actions:
             raise ValueError(f"alpha_values needs {self.n_actions} values, got {len(values)}")
         self.alpha_values_list = [float(v) for v in values]
@@ -187,6 +192,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             init_weight_scale=self.init_weight_scale,
             alpha_values=self.alpha_values_list,
             deterministic_action=self.deterministic_action,
+            action_set=self.action_set_kwargs,
         )
         return data
 

@@ -10,7 +10,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.checkpoints import save_model
 from agents.enhance import best_constant_policy, heldout_crops, policy_loss_on
-from rellie_env.curves import ActionSet
 
 CURVE_FIELDS = ("episode", "reward", "image_loss", "loss/spatial", "loss/exposure", "loss/color",
                 "loss/smoothness", "psnr", "heldout_loss")
@@ -25,13 +24,10 @@ class TrainingMonitor(BaseCallback):
     :param checkpoint_every: episodes between checkpoints (``checkpoints/latest.zip``, written atomically).
     :param eval_every: episodes between held-out evaluations (0: never).
     :param start_episode: episodes already done (when resuming).
-    :param action_set: the environment's action set, for the held-out evaluation.
     """
 
-    def __init__(self, out: Path, batch: int, checkpoint_every: int, eval_every: int, start_episode: int = 0,
-                 action_set: ActionSet = ActionSet()):
+    def __init__(self, out: Path, batch: int, checkpoint_every: int, eval_every: int, start_episode: int = 0):
         super().__init__()
-        self.action_set = action_set
         self.out, self.batch = Path(out), batch
         self.checkpoint_every, self.eval_every = checkpoint_every, eval_every
         self.episode = start_episode
@@ -57,7 +53,7 @@ class TrainingMonitor(BaseCallback):
         row["heldout_loss"] = float("nan")
         if self.eval_every and (self.episode % self.eval_every == 0 or self.episode == 1):
             heldout = self.heldout.to(self.model.device)
-            row["heldout_loss"] = policy_loss_on(self.model.policy, heldout, action_set=self.action_set)
+            row["heldout_loss"] = policy_loss_on(self.model.policy, heldout)  # in the policy's own action set
             self.logger.record("eval/heldout_loss", row["heldout_loss"])
         self.logger.record("rollout/episode_reward", row["reward"])
         for key in CURVE_FIELDS[2:-1]:

@@ -225,3 +225,19 @@ def test_bf16_autocast_trains_with_float32_losses(algo):
     with model._autocast():
         dist = model.policy.distribution(torch.rand(1, 3, 32, 32))
     assert dist.log_probs.dtype == torch.float32
+
+
+def test_the_action_set_travels_with_the_policy(tmp_path):
+    """A policy trained without channel coupling enhances without it after saving and loading."""
+    from agents.enhance import enhance, greedy_rollout
+
+    uncoupled = {"lead_channel": None}
+    policy = small_policy(init_alpha=[1.0, 0.0, 0.0], init_alpha_spread=0.05, action_set=uncoupled)
+    loaded = load_policy(save_weights(policy, tmp_path / "p.pt"))
+    assert loaded.action_set == ActionSet(lead_channel=None) and loaded.action_set == policy.action_set
+    image = torch.full((1, 3, 32, 32), 0.3)
+    final, _ = greedy_rollout(loaded, image, steps=1)
+    # red brightens with alpha 1; green and blue keep alpha 0 (with the released coupling they would follow blue)
+    assert final[0, 0].mean() > 0.4 and torch.allclose(final[0, 1:], image[0, 1:])
+    out = enhance(loaded, image[0].permute(1, 2, 0).numpy(), steps=1)
+    np.testing.assert_allclose(out, final[0].permute(1, 2, 0).numpy(), atol=1e-6)
