@@ -105,7 +105,7 @@ class BatchedLowLightEnv:
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]]:
         """Apply the action maps ``(B, 3, H, W)`` (any integer dtype, on ``device``).
 
-        :return: ``(observations, reward_maps (B, H, W), truncated (B,) numpy bool, info)``; the observations
+        :return: ``(observations, reward_maps (B, H, W) or (B, 3, H, W), truncated (B,) numpy bool, info)``; the observations
             are a new tensor each step that the environment never writes to again; info holds
             ``"reward"`` (B,), ``"image_loss"`` (B,), ``"loss/<term>"`` (B,) tensors and, for episodes that
             end with a target, ``"psnr"``/``"ssim"`` (B,) tensors (NaN where there is no target). Finished

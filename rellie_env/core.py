@@ -12,7 +12,8 @@ import torch
 from rellie_env.curves import ActionSet
 from rellie_env.losses import LOSS_TERMS, LossWeights, grey_blocks, loss_map, loss_terms, smoothness_map, weighted_sum
 
-REWARD_MODES = ("paper", "delta", "pixel", "pixel-delta")
+REWARD_MODES = ("paper", "delta", "pixel", "pixel-delta", "head-delta")
+DIFFERENCE_MODES = ("pixel-delta", "head-delta")
 STATE_TERMS = ("spatial", "exposure", "color")
 
 
@@ -31,8 +32,8 @@ class EpisodeInput:
 @dataclass
 class Transition:
     """Result of one step for a batch: new images ``(B,3,H,W)``, alpha before coupling ``(B,3,H,W)``,
-    reward maps ``(B,H,W)`` (an expanded view of ``reward`` in the scalar modes) and their means
-    ``(B,)``, unweighted loss terms of the new state ``{name: (B,)}`` and the weighted loss of the new
+    reward maps ``(B,H,W)`` (an expanded view of ``reward`` in the scalar modes; ``(B,3,H,W)``, one map per
+    head, in ``"head-delta"``) and the rewards ``(B,)`` (the mean over pixels of the summed maps), unweighted loss terms of the new state ``{name: (B,)}`` and the weighted loss of the new
     image alone ``(B,)`` (what ``"delta"`` compares)."""
 
     image: torch.Tensor
@@ -75,10 +76,12 @@ def transition(
         ``"pixel-delta"`` is each pixel's share of the drop of the image's loss (``-H*W * dL/dx . (x' - x)``
         summed over channels, the gradient taken at the step's midpoint: a difference reward, what this
         pixel's own change did to the loss; the shares add up to the drop, exactly for a quadratic loss),
-        minus the local smoothness charge.
+        minus the local smoothness charge; ``"head-delta"`` splits that share among the three heads, ``(B, 3, H,
+        W)``: what each head's own alpha did (through the coupling too; the step is linear in alpha), so that
+        every (pixel, head) agent is credited with its own effect. The maps add up to ``"pixel-delta"``'s.
     """
     new, alpha = action_set.step(image, actions)
-    if reward_mode == "pixel-delta":
+    if reward_mode in DIFFERENCE_MODES:
         with torch.enable_grad():
             # The gradient at the midpoint of the step makes the shares add up to the exact drop for a
             # quadratic loss (exposure and spatial terms are): at either end they would be biased.
@@ -92,6 +95,13 @@ def transition(
         share = (gradient * (new - image)).sum(1).mul_(-h * w)
         reward_map = share - weights.smoothness * smoothness_map(alpha)[:, 0]
         reward = reward_map.mean((1, 2))
+    elif reward_mode == "head-delta":
+        # The step moves channel c by blend * x_c (1 - x_c) * coupled alpha_c; each head's alpha enters the
+        # coupled alphas linearly, so its share is its alpha times the loss sensitivity the coupling routes to it.
+        sensitivity = gradient * image * (1.0 - image) * action_set.blend
+        share = action_set.couple_transpose(sensitivity).mul_(alpha).mul_(-h * w)
+        reward_map = share - weights.smoothness * smoothness_map(alpha, per_channel=True)
+        reward = reward_map.sum(1).mean((1, 2))
     elif reward_mode == "pixel":
         reward_map = -loss_map(new, original.image, alpha, weights, original.blocks)
         reward = reward_map.mean((1, 2))

@@ -65,6 +65,18 @@ class ActionSet:
         coupled[..., self.lead_channel, :, :] = alpha[..., self.lead_channel, :, :]
         return coupled
 
+    def couple_transpose(self, sensitivity: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`couple`: from ``(..., 3, H, W)`` sensitivities to the coupled alphas, the
+        sensitivities to each head's own alpha (the lead head collects ``lead_weight`` of the others')."""
+        if self.lead_channel is None:
+            return sensitivity
+        out = sensitivity * (1.0 - self.lead_weight)
+        others = [c for c in range(3) if c != self.lead_channel]
+        out[..., self.lead_channel, :, :] = sensitivity[..., self.lead_channel, :, :] + self.lead_weight * sensitivity[
+            ..., others, :, :
+        ].sum(-3)
+        return out
+
     def step(self, image: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One environment step: returns ``(new_image, alpha)`` where ``alpha`` is before coupling."""
         alpha = self.alpha(actions)

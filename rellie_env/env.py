@@ -62,9 +62,12 @@ class LowLightEnv(gym.Env):
       (``−H·W·∂L/∂x'·(x' − x)``, summed over channels), minus its local smoothness charge. This is a
       *difference reward* (what this pixel's own change did to the loss, the others' held fixed), the
       credit assignment of multi-agent RL; its mean is the ``"delta"`` reward to first order.
+    * ``"head-delta"``: the same share split among the three heads of each pixel, a ``(3, H, W)`` map: what
+      each head's own α did, through the channel coupling too (the lead head also moves the other channels).
+      With it every (pixel, head) pair is an agent with its own credit; the maps add up to ``"pixel-delta"``'s.
 
-    In every mode ``info["reward_map"]`` is that ``(H, W)`` float32 map and the returned reward is its
-    mean, so a pixel-wise learner and a stock learner see the same signal. ``info`` also holds each
+    In every mode ``info["reward_map"]`` is that ``(H, W)`` float32 map (``(3, H, W)`` in ``"head-delta"``)
+    and the returned reward is its mean over pixels (summed over heads), so a pixel-wise learner and a stock learner see the same signal. ``info`` also holds each
     unweighted loss term of the new state (``"loss/spatial"``, ``"loss/exposure"``, ``"loss/color"``,
     ``"loss/smoothness"``) and ``"image_loss"``, the weighted loss of the new image without smoothness.
 
@@ -95,7 +98,8 @@ class LowLightEnv(gym.Env):
       image file, or a list of arrays. ``targets``: a folder of ground truths paired by file stem.
     * ``crop_size`` (70, ``None`` for whole images; an image smaller than the crop is first resized up),
       ``flip_prob`` (0.5), ``rotate_prob`` (0.5), ``max_rotation`` (10 degrees).
-    * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``, ``"pixel-delta"``).
+    * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``, ``"pixel-delta"``,
+      ``"head-delta"``).
     * ``exposure_level`` (0.6), ``exposure_patch`` (16), ``spatial_weight``, ``exposure_weight``,
       ``color_weight``, ``smoothness_weight``, ``color_mode`` (``"grey-world"`` or ``"ratio"``).
     * ``n_actions`` (27), ``action_offset`` (6), ``action_scale`` (1/20), ``lead_channel`` (2, or ``None``),

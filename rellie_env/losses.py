@@ -101,14 +101,17 @@ def color_ratio_loss(enhanced: torch.Tensor, original: torch.Tensor, eps: float 
     return color_ratio_map(enhanced, original, eps).mean((1, 2, 3))
 
 
-def smoothness_map(alpha: torch.Tensor) -> torch.Tensor:
+def smoothness_map(alpha: torch.Tensor, per_channel: bool = False) -> torch.Tensor:
     """Per-pixel share of :func:`smoothness_loss`: ``(B, 1, H, W)``; its mean over pixels is the loss.
 
-    Pixel ``(i, j)`` carries the squared differences to its lower and right neighbours, summed over channels.
+    Pixel ``(i, j)`` carries the squared differences to its lower and right neighbours, summed over channels
+    (``per_channel``: kept apart, ``(B, 3, H, W)``, each channel's share).
     """
     _, _, h, w = alpha.shape
-    dh = F.pad((alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2).sum(1, keepdim=True), (0, 0, 0, 1))
-    dw = F.pad((alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2).sum(1, keepdim=True), (0, 1, 0, 0))
+    dh = F.pad((alpha[:, :, 1:, :] - alpha[:, :, :-1, :]).pow(2), (0, 0, 0, 1))
+    dw = F.pad((alpha[:, :, :, 1:] - alpha[:, :, :, :-1]).pow(2), (0, 1, 0, 0))
+    if not per_channel:
+        dh, dw = dh.sum(1, keepdim=True), dw.sum(1, keepdim=True)
     # Zero-DCE normalises by the number of vertical and horizontal pairs; scaling by H*W/pairs makes the
     # mean of this map equal to that normalised total.
     return 2.0 * (dh * (h * w / max((h - 1) * w, 1)) + dw * (h * w / max(h * (w - 1), 1)))

@@ -81,7 +81,7 @@ class LowLightVectorEnv(VectorEnv):
 class LowLightSB3VecEnv(VecEnv):
     """stable-baselines3 ``VecEnv`` over :class:`BatchedLowLightEnv`.
 
-    Each info carries ``"reward_map"`` ``(H, W)``, the loss terms, at an episode's end
+    Each info carries ``"reward_map"`` ``(H, W)`` (``(3, H, W)`` per head), the loss terms, at an episode's end
     ``"terminal_observation"``, ``"TimeLimit.truncated"`` and ``"episode"`` (return, length, time, so no
     ``VecMonitor`` is needed). Pixel-wise algorithms skip the numpy path through :meth:`step_tensors`.
 

@@ -11,7 +11,7 @@ from rellie_env.vector import LowLightSB3VecEnv, LowLightVectorEnv
 KW = dict(crop_size=32, max_steps=3)
 
 
-@pytest.mark.parametrize("mode", ["paper", "delta", "pixel"])
+@pytest.mark.parametrize("mode", ["paper", "delta", "pixel", "head-delta"])
 def test_batched_equals_single_envs(mode):
     b, seeds = 4, [11, 12, 13, 14]
     singles = [LowLightEnv(reward_mode=mode, **KW) for _ in range(b)]

@@ -82,6 +82,9 @@ def test_smoothness_by_hand():
     expected = 2 * (h_tv / count_h + w_tv / count_w)
     assert smoothness_loss(alpha).item() == pytest.approx(expected)
     assert smoothness_map(alpha).mean().item() == pytest.approx(expected)
+    per_channel = smoothness_map(alpha, per_channel=True)
+    assert per_channel.shape == (1, 3, 2, 3) and per_channel[0, 2].abs().max() == 0
+    torch.testing.assert_close(per_channel.sum(1, keepdim=True), smoothness_map(alpha))
 
 
 def test_loss_map_mean_matches_the_losses():
@@ -113,5 +116,11 @@ def test_curve_and_action_set():
     c = s.couple(a)  # lead channel 2 (blue)
     torch.testing.assert_close(c.flatten(), torch.tensor([0.1 * 0.1 + 0.9, 0.1 * 0.5 + 0.9, 1.0]))
     assert ActionSet(lead_channel=None).couple(a) is a
+    # couple_transpose is the adjoint of couple: <couple(a), u> = <a, couple_transpose(u)>
+    g = torch.Generator().manual_seed(0)
+    a, u = torch.randn(2, 3, 4, 5, generator=g), torch.randn(2, 3, 4, 5, generator=g)
+    for lead in (0, 2, None):
+        t = ActionSet(lead_channel=lead)
+        torch.testing.assert_close((t.couple(a) * u).sum(), (a * t.couple_transpose(u)).sum())
     with pytest.raises(ValueError):
         ActionSet(n_actions=40)  # alpha would reach 1.65 and leave [0, 1]
