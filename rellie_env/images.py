@@ -85,6 +85,10 @@ class Degradation:
     (the default) an environment instead darkens each episode's crop of the clean photo afresh, with its
     own seeded generator: training then sees every photo at many exposures and noise draws, so the agent
     must read the exposure from the pixels rather than recognise five photos.
+
+    ``color_cast`` (0 by default, so the evaluation set has no cast) multiplies each channel's gain by
+    ``exp(u)``, ``u ~ U(-color_cast, color_cast)`` per channel: a training option that shows the agent colour
+    casts its few photos lack, as low-light sensors and unseen scenes have them.
     """
 
     gamma: tuple[float, float] = (2.0, 2.8)
@@ -92,9 +96,12 @@ class Degradation:
     noise: float = 0.01
     seed: int = 0
     per_episode: bool = True
+    color_cast: float = 0.0
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         gamma, gain = rng.uniform(*self.gamma), rng.uniform(*self.gain)
+        if self.color_cast:
+            gain = gain * np.exp(rng.uniform(-self.color_cast, self.color_cast, 3)).astype(np.float32)
         low = gain * np.power(image, gamma) + rng.normal(0.0, self.noise, image.shape)
         return np.clip(low, 0.0, 1.0).astype(np.float32)
 

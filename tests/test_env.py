@@ -90,14 +90,16 @@ def test_fidelity_to_the_released_code():
         np.testing.assert_allclose(obs, images[t + 1], atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["paper", "delta", "pixel", "pixel-delta"])
+@pytest.mark.parametrize("mode", ["paper", "delta", "pixel", "pixel-delta", "head-delta"])
 def test_reward_is_the_mean_of_the_reward_map(mode):
     env = small_env(reward_mode=mode, max_steps=3)
     env.reset(seed=0)
     env.action_space.seed(0)
     _, reward, _, _, info = env.step(env.action_space.sample())
     m = info["reward_map"]
-    assert m.shape == (32, 32) and m.dtype == np.float32
+    assert m.shape == ((3, 32, 32) if mode == "head-delta" else (32, 32)) and m.dtype == np.float32
+    if mode == "head-delta":
+        m = m.sum(0)
     assert reward == pytest.approx(float(m.mean()), rel=1e-6)
     if mode in ("paper", "delta"):
         assert np.all(m == m.flat[0])
@@ -135,6 +137,27 @@ def test_pixel_delta_shares_add_up_to_the_drop():
     *_, info = env.step(action)
     m = info["reward_map"]
     assert m[30, 30] < 0 < m[30, 31]
+
+
+@pytest.mark.parametrize("lead_channel", [2, None])
+def test_head_delta_splits_each_pixels_share_among_its_heads(lead_channel):
+    action = np.random.default_rng(1).integers(0, 27, (3, 32, 32))
+    maps = {}
+    for mode in ("pixel-delta", "head-delta"):
+        env = small_env(reward_mode=mode, lead_channel=lead_channel)
+        env.reset(seed=4)
+        maps[mode] = env.step(action)[4]["reward_map"]
+    np.testing.assert_allclose(maps["head-delta"].sum(0), maps["pixel-delta"], rtol=1e-4, atol=1e-2)
+    # A head whose alpha is 0 (action 6) changed nothing: it earns only its smoothness charge, nothing else.
+    env = small_env(reward_mode="head-delta", lead_channel=lead_channel, smoothness_weight=0.0)
+    env.reset(seed=4)
+    action = np.full((3, 32, 32), 20)
+    action[0] = 6
+    m = env.step(action)[4]["reward_map"]
+    assert np.all(m[0] == 0) and m[1].mean() > 0 and m[2].mean() > 0
+    # The lead head is credited with what it did to the other channels too: it earns the most.
+    if lead_channel is not None:
+        assert m[2].mean() > 5 * m[1].mean()
 
 
 def test_delta_rewards_telescope_without_smoothness():
@@ -221,6 +244,17 @@ def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
         to_float_rgb(np.zeros((4, 5, 2)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         to_float_rgb(np.full((4, 5, 3), 2.0))
+
+
+def test_color_cast_scales_the_channels_apart():
+    from rellie_env.images import Degradation
+
+    clean = np.full((8, 8, 3), 0.8, np.float32)
+    plain = Degradation(noise=0.0).apply(clean, np.random.default_rng(0))
+    cast = Degradation(noise=0.0, color_cast=0.4).apply(clean, np.random.default_rng(0))
+    assert np.ptp(plain.mean((0, 1))) == 0 and np.ptp(cast.mean((0, 1))) > 0.01
+    ratios = cast.mean((0, 1)) / plain.mean((0, 1))
+    assert np.all((np.exp(-0.4) <= ratios) & (ratios <= np.exp(0.4)))
 
 
 def test_images_smaller_than_the_crop_are_resized_up():
