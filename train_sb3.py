@@ -26,13 +26,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
         reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", episodes=30000,
-        lr_schedule="constant",
+        lr_schedule="constant", color_cast=0.0,
     ),
     "default": dict(
         batch=8, crop=64, steps=6, reward_mode="pixel-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
         reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
-        lr_schedule="linear",
+        lr_schedule="linear", color_cast=0.0,
     ),
 }
 
@@ -59,11 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env.add_argument("--crop", type=int, help="crop size")
     env.add_argument("--steps", type=int, help="steps per episode")
     env.add_argument("--exposure", type=float, default=0.6, help="exposure level E")
-    env.add_argument("--reward-mode", choices=["paper", "delta", "pixel"])
+    env.add_argument("--reward-mode", choices=["paper", "delta", "pixel", "pixel-delta", "head-delta"],
+                     help="head-delta: one reward map per head, and a policy with one value map per head")
     env.add_argument("--spatial-weight", type=float, default=1.0)
     env.add_argument("--exposure-weight", type=float, default=80.0)
     env.add_argument("--color-weight", type=float, default=50.0)
     env.add_argument("--smoothness-weight", type=float, help="weight of the env's smoothness term")
+    env.add_argument("--color-cast", type=float, help="random per-channel gain exp(U(-c, c)) when darkening the "
+                     "built-in photos (training augmentation)")
     env.add_argument("--lead-channel", choices=["0", "1", "2", "none"], default="2",
                      help="channel the others follow (2 = blue, as released; none: no coupling)")
     alg = p.add_argument_group("algorithm")
@@ -109,11 +112,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from rellie_env.images import Degradation
+
     return dict(
         data=args.data, crop_size=args.crop, max_steps=args.steps, reward_mode=args.reward_mode,
         exposure_level=args.exposure, spatial_weight=args.spatial_weight, exposure_weight=args.exposure_weight,
         color_weight=args.color_weight, smoothness_weight=args.smoothness_weight,
         lead_channel=None if args.lead_channel == "none" else int(args.lead_channel),
+        degradation=Degradation(color_cast=args.color_cast),
     )
 
 
@@ -154,7 +160,7 @@ def build_model(args: argparse.Namespace, device: torch.device):
         init_alpha = float(init_alpha)
     action_set = dataclasses.asdict(EnvConfig(**env_kwargs(args)).action_set)  # saved with the policy
     policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread,
-                         action_set=action_set)
+                         action_set=action_set, per_head=spec.pixel_wise and args.reward_mode == "head-delta")
     if args.resume:
         from agents.checkpoints import load_policy
 

@@ -12,19 +12,21 @@ from stable_baselines3.common.buffers import RolloutBuffer
 class PixelRolloutBufferSamples(NamedTuple):
     observations: torch.Tensor  # (N, 3, H, W)
     actions: torch.Tensor  # (N, heads, H, W) uint8
-    old_values: torch.Tensor  # (N, H, W)
-    old_log_prob: torch.Tensor  # (N, H, W)
-    advantages: torch.Tensor  # (N, H, W)
-    returns: torch.Tensor  # (N, H, W)
+    old_values: torch.Tensor  # (N, value_heads, H, W)
+    old_log_prob: torch.Tensor  # (N, value_heads, H, W)
+    advantages: torch.Tensor  # (N, value_heads, H, W)
+    returns: torch.Tensor  # (N, value_heads, H, W)
 
 
 class PixelRolloutBuffer(RolloutBuffer):
     """SB3's ``RolloutBuffer`` with maps instead of scalars: rewards, values, log-probabilities, returns and
-    advantages are ``(n_steps, n_envs, H, W)``; returns and GAE are computed per pixel.
+    advantages are ``(n_steps, n_envs, value_heads, H, W)``; returns and GAE are computed per pixel (and per
+    head when ``value_heads`` is the number of heads, for per-head rewards; the algorithm sets it from
+    its policy).
 
     Everything lives on ``device`` as torch tensors (a GPU rollout never visits numpy) and actions are
-    stored as uint8. Memory: ``n_steps * n_envs * H * W * (3 * 4 + heads + 5 * 4)`` bytes, e.g. 55 MB at
-    the released settings (10 steps, 32 envs, 70x70, 3 heads).
+    stored as uint8. Memory: ``n_steps * n_envs * H * W * (3 * 4 + heads + 5 * 4 * value_heads)`` bytes,
+    e.g. 55 MB at the released settings (10 steps, 32 envs, 70x70, 3 heads, one value per pixel).
 
     :param buffer_size: steps per environment in a rollout.
     :param observation_space: ``Box(0, 1, (3, H, W))``.
@@ -48,11 +50,12 @@ class PixelRolloutBuffer(RolloutBuffer):
         c, h, w = observation_space.shape
         self.map_shape = (h, w)
         self.n_heads = int(np.prod(action_space.shape)) // (h * w)
+        self.value_heads = 1
         super().__init__(buffer_size, observation_space, action_space, device, gae_lambda, gamma, n_envs)
 
     def reset(self) -> None:
         t, n, dev = self.buffer_size, self.n_envs, self.device
-        maps = (t, n, *self.map_shape)
+        maps = (t, n, self.value_heads, *self.map_shape)
         self.observations = torch.zeros((t, n, *self.obs_shape), device=dev)
         self.actions = torch.zeros((t, n, self.n_heads, *self.map_shape), dtype=torch.uint8, device=dev)
         self.rewards, self.values, self.log_probs, self.advantages, self.returns = (
@@ -71,7 +74,7 @@ class PixelRolloutBuffer(RolloutBuffer):
         value: torch.Tensor,
         log_prob: torch.Tensor,
     ) -> None:
-        """Store one step of all envs: maps ``(n_envs, H, W)``, ``episode_start`` ``(n_envs,)``."""
+        """Store one step of all envs: maps ``(n_envs, value_heads, H, W)``, ``episode_start`` ``(n_envs,)``."""
         p = self.pos
         self.observations[p] = obs
         self.actions[p] = action.view(self.n_envs, self.n_heads, *self.map_shape)
@@ -85,7 +88,7 @@ class PixelRolloutBuffer(RolloutBuffer):
     def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: torch.Tensor) -> None:  # type: ignore[override]
         """GAE(lambda) per pixel; a done step does not bootstrap (episodes end at their horizon, as released).
 
-        :param last_values: value maps ``(n_envs, H, W)`` of the observation after the last step.
+        :param last_values: value maps ``(n_envs, value_heads, H, W)`` of the observation after the last step.
         :param dones: ``(n_envs,)`` whether the last step ended an episode.
         """
         last_gae = torch.zeros_like(last_values)
@@ -94,7 +97,7 @@ class PixelRolloutBuffer(RolloutBuffer):
                 next_non_terminal, next_values = 1.0 - dones.float(), last_values
             else:
                 next_non_terminal, next_values = 1.0 - self.episode_starts[step + 1], self.values[step + 1]
-            next_non_terminal = next_non_terminal.view(-1, 1, 1)
+            next_non_terminal = next_non_terminal.view(-1, 1, 1, 1)
             delta = self.rewards[step] + self.gamma * next_values * next_non_terminal - self.values[step]
             last_gae = delta + self.gamma * self.gae_lambda * next_non_terminal * last_gae
             self.advantages[step] = last_gae

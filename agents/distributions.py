@@ -8,8 +8,7 @@ from stable_baselines3.common.distributions import Distribution
 class PixelCategoricalDistribution(Distribution):
     """Independent categoricals over an action map: logits ``(B, heads, n_actions, H, W)``.
 
-    The ``*_map`` methods give per-pixel values summed over the heads, ``(B, H, W)``, which the pixel-wise
-    algorithms use; :meth:`log_prob` and :meth:`entropy` sum them over the image, ``(B,)``, as SB3's stock
+    The ``*_map`` methods give per-pixel values, which the pixel-wise algorithms use; :meth:`log_prob` and :meth:`entropy` sum them over the image, ``(B,)``, as SB3's stock
     algorithms expect of a joint action.
 
     :param n_actions: actions per head.
@@ -31,16 +30,18 @@ class PixelCategoricalDistribution(Distribution):
     def probs(self) -> torch.Tensor:
         return self.log_probs.exp()
 
-    def log_prob_map(self, actions: torch.Tensor) -> torch.Tensor:
-        """Log-probability of an action map ``(B, heads, H, W)``, summed over heads: ``(B, H, W)``."""
-        return self.log_probs.gather(2, actions.long().unsqueeze(2)).squeeze(2).sum(1)
+    def log_prob_map(self, actions: torch.Tensor, per_head: bool = False) -> torch.Tensor:
+        """Log-probability of an action map ``(B, heads, H, W)``: per head, ``(B, heads, H, W)``, or summed
+        over the heads, ``(B, 1, H, W)``."""
+        log_prob = self.log_probs.gather(2, actions.long().unsqueeze(2)).squeeze(2)
+        return log_prob if per_head else log_prob.sum(1, keepdim=True)
 
     def entropy_map(self) -> torch.Tensor:
         """Entropy per pixel, summed over heads: ``(B, H, W)``."""
         return -(self.probs * self.log_probs).sum((1, 2))
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.log_prob_map(actions.view(-1, *self.log_probs.shape[1:2], *self.log_probs.shape[3:])).sum((1, 2))
+        return self.log_prob_map(actions.view(-1, *self.log_probs.shape[1:2], *self.log_probs.shape[3:])).sum((1, 2, 3))
 
     def entropy(self) -> torch.Tensor:
         return self.entropy_map().sum((1, 2))

@@ -50,6 +50,17 @@ class PixelOnPolicyMixin:
         maps = np.stack([info.get("reward_map", np.full((h, w), r, np.float32)) for info, r in zip(infos, rewards)])
         return obs_as_tensor(obs, self.device), torch.as_tensor(maps, device=self.device), dones, infos
 
+    def _reward_heads(self, reward_map: torch.Tensor) -> torch.Tensor:
+        """Reward maps ``(B, H, W)`` or per head ``(B, heads, H, W)`` as ``(B, value_heads, H, W)``: per-head
+        rewards are summed for a policy with one value per pixel."""
+        if reward_map.dim() == 3:
+            reward_map = reward_map.unsqueeze(1)
+        if reward_map.shape[1] == self.policy.value_heads:
+            return reward_map
+        if self.policy.value_heads == 1:
+            return reward_map.sum(1, keepdim=True)
+        raise ValueError("a policy with per_head=True needs one reward map per head: reward_mode='head-delta'")
+
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: PixelRolloutBuffer, n_rollout_steps: int
     ) -> bool:
@@ -70,7 +81,8 @@ class PixelOnPolicyMixin:
                 return False
             self._update_info_buffer(infos, dones)
             self.final_info_buffer.extend({k: i[k] for k in FINAL_KEYS if k in i} for i in infos if "episode" in i)
-            step_rewards.append(reward_map.mean())
+            reward_map = self._reward_heads(reward_map)
+            step_rewards.append(reward_map.sum(1).mean())
             rollout_buffer.add(obs, actions, reward_map * self.reward_scale, starts, values, log_probs)
             obs = new_obs
             starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
@@ -86,6 +98,12 @@ class PixelOnPolicyMixin:
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
+        """Advantages normalised over every pixel (and head) of the batch, when ``normalize_advantage``."""
+        if not self.normalize_advantage or advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
     def _total_loss(
         self, policy_loss: torch.Tensor, values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor,
@@ -119,6 +137,8 @@ class PixelOnPolicyMixin:
         return smoothness_loss(dist.expected(self.policy.alpha_values)).mean()
 
     def _pixel_setup_model(self) -> None:
-        """After SB3's ``_setup_model``: check the rollout buffer keeps maps."""
+        """After SB3's ``_setup_model``: check the rollout buffer keeps maps, one per value head of the policy."""
         if not isinstance(self.rollout_buffer, PixelRolloutBuffer):
             raise TypeError("pixel-wise algorithms need rollout_buffer_class=PixelRolloutBuffer")
+        self.rollout_buffer.value_heads = self.policy.value_heads
+        self.rollout_buffer.reset()

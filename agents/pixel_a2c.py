@@ -16,7 +16,8 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
 
     Returns, advantages and losses are per pixel: for each pixel of each image,
     ``-log pi(a) * A - ent_coef * H + vf_coef * 0.5 * (R - V)^2 [+ alpha_smoothness_coef * L_TV(E[alpha])]``,
-    averaged over pixels, where ``log pi(a)`` and ``H`` are summed over the three colour heads.
+    averaged over pixels, where ``log pi(a)`` and ``H`` are summed over the three colour heads (with a
+    ``per_head`` policy each head's ``log pi(a_h) * A_h`` is summed instead, each head with its own advantage).
     The defaults are the released ReLLIE settings: one update per 10-step episode (``n_steps=10``),
     Monte-Carlo returns (``gae_lambda=1``), gamma 1.05, Adam with learning rate 5e-4, entropy 0.01, value
     coefficient 0.5 on ``(R - V)^2 / 2``, no gradient clipping; use 32 envs of 70x70 crops for batch 32.
@@ -68,10 +69,8 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         for data in self.rollout_buffer.get(batch_size=None):
             with self._autocast():
                 values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
-            advantages = data.advantages
-            if self.normalize_advantage:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            policy_loss = -(advantages * log_prob).mean()
+            advantages = self._normalized(data.advantages)
+            policy_loss = -(advantages * log_prob).sum(1).mean()  # summed over heads, averaged over pixels
             loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)
             self.policy.optimizer.zero_grad()
             loss.backward()

@@ -16,8 +16,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
     """Proximal policy optimisation where every pixel is an agent.
 
     The probability ratio is taken per pixel (``exp(log pi - log pi_old)`` with log-probabilities summed over
-    the three heads of that pixel only; the ratio of a whole image, thousands of log-probabilities summed,
-    overflows) and clipped per pixel; losses are averaged over pixels. ``batch_size`` counts images.
+    the three heads of that pixel only, or per head with a ``per_head`` policy; the ratio of a whole image,
+    thousands of log-probabilities summed, overflows) and clipped per pixel; losses are averaged over pixels. ``batch_size`` counts images.
 
     :param policy: the policy class (``PixelActorCriticPolicy``).
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
@@ -71,12 +71,11 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
             for data in self.rollout_buffer.get(self.batch_size):
                 with self._autocast():
                     values, log_prob, entropy, dist = self.policy.evaluate_pixels(data.observations, data.actions)
-                advantages = data.advantages
-                if self.normalize_advantage and advantages.numel() > 1:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                advantages = self._normalized(data.advantages)
                 log_ratio = log_prob - data.old_log_prob
                 ratio = torch.exp(log_ratio)
-                policy_loss = -torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
+                clipped = torch.min(advantages * ratio, advantages * ratio.clamp(1 - clip_range, 1 + clip_range))
+                policy_loss = -clipped.sum(1).mean()  # summed over (per-head) ratios, averaged over pixels
                 if clip_range_vf is not None:
                     values = data.old_values + (values - data.old_values).clamp(-clip_range_vf, clip_range_vf)
                 loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)

@@ -42,7 +42,8 @@ def test_distribution_matches_torch_categorical():
     ref = torch.distributions.Categorical(logits=logits.permute(0, 1, 3, 4, 2))
     actions = dist.sample()
     assert actions.shape == (2, 3, 4, 5) and actions.min() >= 0 and actions.max() < 27
-    torch.testing.assert_close(dist.log_prob_map(actions), ref.log_prob(actions).sum(1))
+    torch.testing.assert_close(dist.log_prob_map(actions)[:, 0], ref.log_prob(actions).sum(1))
+    torch.testing.assert_close(dist.log_prob_map(actions, per_head=True), ref.log_prob(actions))
     torch.testing.assert_close(dist.entropy_map(), ref.entropy().sum(1))
     torch.testing.assert_close(dist.log_prob(actions), ref.log_prob(actions).sum((1, 2, 3)))
     assert torch.equal(dist.mode(), logits.argmax(2))
@@ -65,7 +66,7 @@ def test_policy_is_the_released_network_and_fully_convolutional():
     actions, values, log_probs = policy(obs)
     assert actions.shape == (2, 3, 32, 32) and values.shape == (2, 1) and log_probs.shape == (2,)
     a, v, lp = policy.act_pixels(torch.rand(1, 3, 40, 56))  # any size
-    assert a.shape == (1, 3, 40, 56) and a.dtype == torch.uint8 and v.shape == lp.shape == (1, 40, 56)
+    assert a.shape == (1, 3, 40, 56) and a.dtype == torch.uint8 and v.shape == lp.shape == (1, 1, 40, 56)
     narrow = small_policy(width=16, trunk_dilations=(2, 3), branch_dilations=(2,))
     assert sum(p.numel() for p in narrow.parameters()) < 30_000
 
@@ -85,7 +86,7 @@ def test_official_weights_reproduce_the_original():
     rgb = torch.from_numpy(ref["input_bgr_chw"][::-1].copy())[None]
     with torch.no_grad():
         probs = policy.distribution(rgb).probs[0].numpy()
-        values = policy.value_map(rgb)[0].numpy()
+        values = policy.value_map(rgb)[0, 0].numpy()
     expected = ref["probs_first_step"][::-1]  # BGR heads -> RGB heads
     diff = np.abs(probs - expected)
     # The released logits reach 8e4, so float32 rounding moves near-tie pixels: 8 of 1.5 million
@@ -110,30 +111,38 @@ def test_bad_official_file_is_a_clear_error(tmp_path):
         load_official_rellie(bad)
 
 
-def test_buffer_returns_and_gae_per_pixel():
+@pytest.mark.parametrize("value_heads", [1, 3])
+def test_buffer_returns_and_gae_per_pixel(value_heads):
     env = LowLightEnv(crop_size=16)
     buf = PixelRolloutBuffer(3, env.observation_space, env.action_space, "cpu", gae_lambda=1.0, gamma=0.5, n_envs=2)
-    rewards = [torch.full((2, 16, 16), float(t + 1)) for t in range(3)]
-    rewards[0][1, 0, 0] = 10.0
+    buf.value_heads = value_heads
+    buf.reset()
+    maps = (2, value_heads, 16, 16)
+    rewards = [torch.full(maps, float(t + 1)) for t in range(3)]
+    rewards[0][1, -1, 0, 0] = 10.0
     for t in range(3):
         buf.add(torch.zeros(2, 3, 16, 16), torch.zeros(2, 3, 16, 16, dtype=torch.uint8), rewards[t],
-                torch.tensor([1.0 if t == 0 else 0.0] * 2), torch.zeros(2, 16, 16), torch.zeros(2, 16, 16))
-    buf.compute_returns_and_advantage(torch.full((2, 16, 16), 100.0), torch.tensor([1.0, 1.0]))
+                torch.tensor([1.0 if t == 0 else 0.0] * 2), torch.zeros(maps), torch.zeros(maps))
+    buf.compute_returns_and_advantage(torch.full(maps, 100.0), torch.tensor([1.0, 1.0]))
     # Monte-Carlo returns with gamma 0.5, no bootstrap after the episode's end
-    assert buf.returns[0, 0, 5, 5].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3)
-    assert buf.returns[0, 1, 0, 0].item() == pytest.approx(10 + 0.5 * 2 + 0.25 * 3)
-    assert buf.returns[2, 0, 0, 0].item() == pytest.approx(3.0)
+    assert buf.returns[0, 0, 0, 5, 5].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3)
+    assert buf.returns[0, 1, -1, 0, 0].item() == pytest.approx(10 + 0.5 * 2 + 0.25 * 3)
+    if value_heads == 3:  # each head keeps its own returns
+        assert buf.returns[0, 1, 0, 0, 0].item() == pytest.approx(1 + 0.5 * 2 + 0.25 * 3)
+    assert buf.returns[2, 0, 0, 0, 0].item() == pytest.approx(3.0)
     assert buf.actions.dtype == torch.uint8
     batches = list(buf.get(batch_size=4))
-    assert [b.observations.shape[0] for b in batches] == [4, 2] and batches[0].advantages.shape == (4, 16, 16)
+    assert [b.observations.shape[0] for b in batches] == [4, 2] and batches[0].advantages.shape == (4, *maps[1:])
 
 
 @pytest.mark.parametrize("algo", [PixelA2C, PixelPPO])
-@pytest.mark.parametrize("mode", ["paper", "pixel"])
+@pytest.mark.parametrize("mode", ["paper", "pixel", "head-delta"])
 def test_pixel_algorithms_train_on_the_batched_env(algo, mode):
     env = LowLightSB3VecEnv(2, seed=0, reward_mode=mode, **SMALL)
     kwargs = dict(batch_size=3) if algo is PixelPPO else {}
-    model = algo(env=env, n_steps=3, policy_kwargs=dict(width=8), seed=0, **kwargs)
+    per_head = mode == "head-delta"
+    model = algo(env=env, n_steps=3, policy_kwargs=dict(width=8, per_head=per_head), seed=0, **kwargs)
+    assert model.rollout_buffer.rewards.shape[2] == (3 if per_head else 1)  # one map per head, or per pixel
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(12)
     assert model.num_timesteps == 12
@@ -142,12 +151,24 @@ def test_pixel_algorithms_train_on_the_batched_env(algo, mode):
     assert len(model.ep_info_buffer) == 4
 
 
+def test_per_head_policy_needs_per_head_rewards():
+    env = LowLightSB3VecEnv(2, seed=0, reward_mode="pixel-delta", **SMALL)
+    model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8, per_head=True), seed=0)
+    with pytest.raises(ValueError, match="head-delta"):
+        model.learn(6)
+    # per-head rewards for a policy with one value per pixel: summed into the pixel's reward
+    env = LowLightSB3VecEnv(2, seed=0, reward_mode="head-delta", **SMALL)
+    model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8), seed=0)
+    model.learn(6)
+    assert model.rollout_buffer.rewards.shape == (3, 2, 1, *model.observation_space.shape[1:])
+
+
 def test_pixel_a2c_reads_reward_maps_from_a_dummy_vec_env():
     venv = make_vec_env(lambda: LowLightEnv(reward_mode="pixel", **SMALL), n_envs=2, seed=0)
     model = PixelA2C(env=venv, n_steps=3, policy_kwargs=dict(width=8), seed=0)
     model.learn(6)
     rewards = model.rollout_buffer.rewards
-    assert rewards.shape == (3, 2, 32, 32) and rewards[0, 0].std() > 0  # per-pixel, not a broadcast scalar
+    assert rewards.shape == (3, 2, 1, 32, 32) and rewards[0, 0].std() > 0  # per-pixel, not a broadcast scalar
 
 
 def test_pixel_ppo_ratio_is_per_pixel_and_finite():
