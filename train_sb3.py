@@ -26,13 +26,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
         reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", episodes=30000,
-        lr_schedule="constant", color_cast=0.0,
+        lr_schedule="constant", color_cast=0.0, global_color=False,
     ),
     "default": dict(
         batch=8, crop=64, steps=6, reward_mode="pixel-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
         reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
-        lr_schedule="linear", color_cast=0.0,
+        lr_schedule="linear", color_cast=0.0, global_color=False,
     ),
 }
 
@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pol.add_argument("--width", type=int, help="channels of the hidden layers (64 as released)")
     pol.add_argument("--init-alpha", help="start as a smooth policy peaked at this alpha (a number), or at the "
                      "best constant action triple on training crops ('best-constant'); 'none': torch's init")
+    pol.add_argument("--global-color", action=argparse.BooleanOptionalAction, default=None,
+                     help="the trunk also sees the whole image's mean colour (see ReLLIETrunk)")
     pol.add_argument("--init-alpha-spread", type=float, default=0.15, help="spread of that start, in alpha units")
     args = p.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -160,7 +162,8 @@ def build_model(args: argparse.Namespace, device: torch.device):
         init_alpha = float(init_alpha)
     action_set = dataclasses.asdict(EnvConfig(**env_kwargs(args)).action_set)  # saved with the policy
     policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread,
-                         action_set=action_set, per_head=spec.pixel_wise and args.reward_mode == "head-delta")
+                         action_set=action_set, per_head=spec.pixel_wise and args.reward_mode == "head-delta",
+                         global_color=args.global_color)
     if args.resume:
         from agents.checkpoints import load_policy
 

@@ -32,20 +32,38 @@ def conv_stack(channels_in: int, width: int, dilations: Sequence[int]) -> nn.Seq
     return nn.Sequential(*layers)
 
 
+def color_context(images: torch.Tensor) -> torch.Tensor:
+    """Log-chromaticity of each image's mean colour, ``(B, 3)``: how far (in log units) each channel's mean
+    lies from the three channels' geometric mean; zero for a grey-balanced image, whatever its exposure."""
+    log_mean = images.float().mean((2, 3)).clamp_min(1e-3).log()
+    return log_mean - log_mean.mean(1, keepdim=True)
+
+
 class ReLLIETrunk(BaseFeaturesExtractor):
     """Shared trunk: conv 3x3 (3 -> width), then dilated 3x3 convs (dilation 2, 3, 4 as released), ReLU.
 
     :param observation_space: ``Box(0, 1, (3, H, W))``.
     :param width: channels of every hidden layer (64 as released).
     :param dilations: dilations after the first conv.
+    :param global_color: add a learned function of the whole image's :func:`color_context` to the first
+        layer's output (a per-image bias). The grey-world colour term scores the channel means of the whole
+        image, which a 33-pixel receptive field cannot see; without it a pixel can only guess the image's cast.
     """
 
-    def __init__(self, observation_space: spaces.Box, width: int = 64, dilations: Sequence[int] = (2, 3, 4)):
+    def __init__(self, observation_space: spaces.Box, width: int = 64, dilations: Sequence[int] = (2, 3, 4),
+                 global_color: bool = False):
         super().__init__(observation_space, features_dim=width)
         self.net = conv_stack(observation_space.shape[0], width, (1, *dilations))
+        self.color = nn.Linear(3, width) if global_color else None
 
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.net(observations)
+    def forward(self, observations: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of ``observations``; ``context`` is the :func:`color_context` of the whole image when
+        ``observations`` is one tile of it (default: that of ``observations``)."""
+        if self.color is None:
+            return self.net(observations)
+        context = color_context(observations) if context is None else context
+        first = self.net[0](observations) + self.color(context.to(observations.dtype))[:, :, None, None]
+        return self.net[1:](first)
 
 
 class PixelBranches(nn.Module):
@@ -113,6 +131,8 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     :param per_head: one value map and one log-probability map per head, ``(B, heads, H, W)``, for per-head
         rewards (``reward_mode="head-delta"``): each (pixel, head) pair is then an agent with its own
         advantage. Otherwise one of each per pixel, ``(B, 1, H, W)``, log-probabilities summed over heads.
+    :param global_color: the trunk also sees the whole image's mean colour (:class:`ReLLIETrunk`); tiled
+        inference then passes the whole image's :func:`color_context` to every tile.
     :param kwargs: further arguments of SB3's ``ActorCriticPolicy`` (optimizer, ...).
     """
 
@@ -131,6 +151,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         deterministic_action: str = "mode",
         action_set: dict[str, Any] | None = None,
         per_head: bool = False,
+        global_color: bool = False,
         **kwargs: Any,
     ) -> None:
         if deterministic_action not in ("mode", "mean"):
@@ -143,6 +164,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         self.n_heads, self.n_actions = nvec.size // (h * w), int(nvec.flat[0])
         self.per_head = per_head
         self.value_heads = self.n_heads if per_head else 1
+        self.global_color = global_color
         self.width, self.trunk_dilations, self.branch_dilations = width, tuple(trunk_dilations), tuple(branch_dilations)
         self.init_alpha, self.init_alpha_spread, self.init_weight_scale = init_alpha, init_alpha_spread, init_weight_scale
         self.action_set_kwargs = dict(action_set or {"n_actions": self.n_actions})
@@ -157,7 +179,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             action_space,
             lr_schedule,
             features_extractor_class=ReLLIETrunk,
-            features_extractor_kwargs=dict(width=width, dilations=self.trunk_dilations),
+            features_extractor_kwargs=dict(width=width, dilations=self.trunk_dilations, global_color=global_color),
             normalize_images=False,
             **kwargs,
         )
@@ -201,24 +223,34 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             deterministic_action=self.deterministic_action,
             action_set=self.action_set_kwargs,
             per_head=self.per_head,
+            global_color=self.global_color,
         )
         return data
 
     # -- pixel-wise interface ---------------------------------------------------------------------------
-    def action_logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, heads, n_actions, H, W)`` of images ``(B, 3, H, W)`` of any size (no value branch)."""
-        return self.action_net(self.mlp_extractor.forward_actor(self.extract_features(obs)))
+    def action_logits(self, obs: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, heads, n_actions, H, W)`` of images ``(B, 3, H, W)`` of any size (no value branch).
+
+        :param context: with ``global_color``, the :func:`color_context` of the whole images when ``obs``
+            are tiles of them (default: that of ``obs``); ignored otherwise.
+        """
+        return self.action_net(self.mlp_extractor.forward_actor(self.features_extractor(obs.float(), context)))
 
     def distribution(self, obs: torch.Tensor) -> PixelCategoricalDistribution:
         """The action distribution of images ``(B, 3, H, W)`` of any size (the value branch is not run)."""
         return self.action_dist.proba_distribution(self.action_logits(obs))
 
-    def greedy_actions(self, obs: torch.Tensor, dist: PixelCategoricalDistribution | None = None) -> torch.Tensor:
-        """The deterministic action map ``(B, heads, H, W)`` (see ``deterministic_action``)."""
-        if dist is None and self.deterministic_action == "mode":
-            # The most likely action is the largest logit: no softmax needed (a tenth of inference time).
-            return self.action_logits(obs).max(2).indices
-        dist = self.distribution(obs) if dist is None else dist
+    def greedy_actions(
+        self, obs: torch.Tensor, dist: PixelCategoricalDistribution | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The deterministic action map ``(B, heads, H, W)`` (see ``deterministic_action``); ``context`` as
+        for :meth:`action_logits`."""
+        if dist is None:
+            logits = self.action_logits(obs, context)
+            if self.deterministic_action == "mode":
+                # The most likely action is the largest logit: no softmax needed (a tenth of inference time).
+                return logits.max(2).indices
+            dist = self.action_dist.proba_distribution(logits)
         return dist.mode() if self.deterministic_action == "mode" else dist.mean_action(self.alpha_values)
 
     def value_map(self, obs: torch.Tensor) -> torch.Tensor:

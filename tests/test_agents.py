@@ -19,6 +19,7 @@ from agents import (
 )
 from agents.checkpoints import save_model
 from agents.enhance import best_constant_policy, greedy_rollout
+from agents.policies import color_context
 from rellie_env.curves import ActionSet
 from rellie_env.env import LowLightEnv
 from rellie_env.losses import image_loss
@@ -151,6 +152,28 @@ def test_pixel_algorithms_train_on_the_batched_env(algo, mode):
     assert len(model.ep_info_buffer) == 4
 
 
+def test_color_context_is_the_cast_whatever_the_exposure():
+    grey = torch.full((1, 3, 8, 8), 0.3)
+    torch.testing.assert_close(color_context(grey), torch.zeros(1, 3))
+    image = torch.rand(2, 3, 8, 8) * 0.5 + 0.1
+    torch.testing.assert_close(color_context(image * 0.4), color_context(image))  # exposure-free
+    cast = color_context(image * torch.tensor([2.0, 1.0, 1.0]).view(1, 3, 1, 1)) - color_context(image)
+    torch.testing.assert_close(cast, (torch.tensor([1.0, 0.0, 0.0]) - 1 / 3).expand(2, 3) * np.log(2.0))
+
+
+def test_global_color_policy_sees_the_whole_image():
+    """A tile acts on the colour of the whole image, given as context, not on its own."""
+    torch.manual_seed(0)
+    policy = small_policy(global_color=True, trunk_dilations=(2,), branch_dilations=(2,)).eval()  # radius 6
+    image = torch.rand(1, 3, 40, 40) * 0.5
+    image[:, 0, :, 20:] *= 0.2  # the right half lacks red
+    tile = image[:, :, :, :20]
+    with torch.no_grad():
+        whole = policy.action_logits(image)[..., :14]  # columns more than 6 px from the tile's cut edge
+        torch.testing.assert_close(policy.action_logits(tile, color_context(image))[..., :14], whole)
+        assert not torch.allclose(policy.action_logits(tile)[..., :14], whole, atol=1e-3)
+
+
 def test_per_head_policy_needs_per_head_rewards():
     env = LowLightSB3VecEnv(2, seed=0, reward_mode="pixel-delta", **SMALL)
     model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8, per_head=True), seed=0)
@@ -191,16 +214,24 @@ def test_stock_sb3_algorithms_through_the_flattened_action_map(algo):
     assert action.shape == (3 * 32 * 32,)
 
 
-def test_checkpoints_round_trip_and_bad_files(tmp_path):
-    env = LowLightSB3VecEnv(2, seed=0, **SMALL)
-    model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8, init_alpha=0.4), seed=0)
+@pytest.mark.parametrize("reward_mode, policy_kwargs", [
+    ("pixel-delta", dict(init_alpha=0.4)),
+    ("head-delta", dict(per_head=True, global_color=True)),  # a value map per head, a colour input
+])
+def test_checkpoints_round_trip_and_bad_files(tmp_path, reward_mode, policy_kwargs):
+    env = LowLightSB3VecEnv(2, seed=0, reward_mode=reward_mode, **SMALL)
+    model = PixelA2C(env=env, n_steps=3, policy_kwargs=dict(width=8, **policy_kwargs), seed=0)
     model.learn(6)
     obs = torch.rand(1, 3, 48, 40)
     with torch.no_grad():
         expected = model.policy.distribution(obs).probs
+        values = model.policy.value_map(obs)
     for path in (save_model(model, tmp_path / "m.zip"), save_weights(model.policy, tmp_path / "p.pt")):
+        loaded = load_policy(path)
+        assert (loaded.per_head, loaded.global_color) == (model.policy.per_head, model.policy.global_color)
         with torch.no_grad():
-            torch.testing.assert_close(load_policy(path).distribution(obs).probs, expected)
+            torch.testing.assert_close(loaded.distribution(obs).probs, expected)
+            torch.testing.assert_close(loaded.value_map(obs), values)
     (tmp_path / "junk.pt").write_text("not a model")
     for bad in (tmp_path / "junk.pt", tmp_path / "missing.zip"):
         with pytest.raises(ValueError, match=bad.name):
