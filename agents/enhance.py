@@ -205,7 +205,8 @@ def policy_actions(
     Only the policy path runs (``policy.greedy_actions(x)``: the most likely action,
     ``policy.distribution(x).mode()``, or for a policy with ``deterministic_action="mean"`` the action
     nearest to the expected curve strength), on each tile grown by ``halo`` pixels (except at the image
-    border), in channels-last layout (the faster one for these convolutions on CPU).
+    border), in channels-last layout (the faster one for these convolutions on CPU; the policy's weights are
+    put in that layout too).
 
     :param policy: the policy, on any device; the tiles move there and the actions come back.
     :param image: ``(B, 3, H, W)`` in [0, 1], any layout.
@@ -215,6 +216,11 @@ def policy_actions(
     :return: the action map ``(B, heads, H, W)``, uint8, on ``image``'s device.
     """
     halo = receptive_radius(policy) if halo is None else halo
+    # Weights channels-last too: a convolution's output takes its weights' layout, so with channels-first
+    # weights every layer after the first ran channels-first, 1.2-1.5x slower (same values, either layout).
+    # Outside inference mode, so that the policy's parameters stay ordinary tensors that can still train.
+    with torch.inference_mode(False):
+        policy.to(memory_format=torch.channels_last)
     device = next(policy.parameters()).device
     b, _, h, w = image.shape
     out = torch.empty((b, policy.n_heads, h, w), dtype=torch.uint8, device=image.device)

@@ -62,8 +62,8 @@ class ReLLIETrunk(BaseFeaturesExtractor):
         if self.color is None:
             return self.net(observations)
         context = color_context(observations) if context is None else context
-        first = self.net[0](observations) + self.color(context.to(observations.dtype))[:, :, None, None]
-        return self.net[1:](first)
+        first = self.net[0](observations)
+        return self.net[1:](first.add_(self.color(context.to(first.dtype))[:, :, None, None]))  # a per-image bias
 
 
 class PixelBranches(nn.Module):

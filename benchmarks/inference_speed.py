@@ -16,7 +16,7 @@ image (6 steps, ~245 s/MP); Zero-DCE with denormals flushed about 0.5 s.
 
 The compute bound's convolutions are timed in the same process after ``tune_cpu()``, as ``enhance`` runs.
 
-Usage: python benchmarks/inference_speed.py [--threads 1] [--steps 6] [--repeats 2] [--images builtin:test]
+Usage: python benchmarks/inference_speed.py [--threads 1] [--steps 6] [--repeats 3] [--images builtin:test]
            [--memory-steps 1] [--no-memory]
 """
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=2, help="timings are the best of this many runs")
+    parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
     parser.add_argument("--images", default="builtin:test", help="an image source for rellie_env.images.load_images")
     parser.add_argument("--fast-size", type=float, default=FAST_SIZE)
     parser.add_argument("--memory-steps", type=int, default=1,

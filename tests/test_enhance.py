@@ -98,6 +98,8 @@ def test_tiled_actions_and_images_equal_the_untiled(random_policy):
     assert torch.equal(policy_actions(random_policy, image, tile=48), untiled)
     assert not torch.equal(policy_actions(random_policy, image, tile=48, halo=3), untiled)  # the halo matters
     assert torch.equal(untiled, random_policy.distribution(image).mode().to(torch.uint8))
+    assert random_policy.action_net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    random_policy.distribution(image).log_prob(untiled.long()).sum().backward()  # the policy can still train
     mean_policy = small_policy(deterministic_action="mean").eval()  # acts on the expected curve strength
     expected = policy_actions(mean_policy, image, tile=10**4)
     assert torch.equal(expected, mean_policy.greedy_actions(image).to(torch.uint8))
