@@ -18,8 +18,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Colour photos shipped inside scikit-image's wheel (CC0 / public domain, see skimage/data/README.txt).
 # The held-aside ("test") photos are never seen in training; the evaluation and learning tests use them.
-BUILTIN_TRAIN = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "immunohistochemistry")
+BUILTIN_TRAIN = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "immunohistochemistry", "retina")
 BUILTIN_TEST = ("chelsea", "coffee")
+# A photo's degradation draws are seeded by its place here; photos added later go at the end, so that the
+# others (the evaluation set above all) keep their low-light versions.
+_SEED_ORDER = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "immunohistochemistry", "chelsea",
+               "coffee", "retina")
 _BUILTIN_FILES = {"immunohistochemistry": "ihc.png"}
 
 
@@ -84,7 +88,7 @@ class Degradation:
     so the built-in low-light set is the same on every machine (evaluation uses it). With ``per_episode``
     (the default) an environment instead darkens each episode's crop of the clean photo afresh, with its
     own seeded generator: training then sees every photo at many exposures and noise draws, so the agent
-    must read the exposure from the pixels rather than recognise five photos.
+    must read the exposure from the pixels rather than recognise six photos.
 
     ``color_cast`` (0 by default, so the evaluation set has no cast) multiplies each channel's gain by
     ``exp(u)``, ``u ~ U(-color_cast, color_cast)`` per channel: a training option that shows the agent colour
@@ -140,11 +144,10 @@ def builtin_images(split: str = "train", degradation: Degradation = Degradation(
     names = {"train": BUILTIN_TRAIN, "test": BUILTIN_TEST, "all": BUILTIN_TRAIN + BUILTIN_TEST}.get(split)
     if names is None:
         raise ValueError(f"builtin split must be 'train', 'test' or 'all', got {split!r}")
-    all_names = BUILTIN_TRAIN + BUILTIN_TEST
     images, targets = [], []
     for name in names:
         # One generator per photo, seeded by its place in the full list: a photo degrades alike in every split.
-        rng = np.random.default_rng([degradation.seed, all_names.index(name)])
+        rng = np.random.default_rng([degradation.seed, _SEED_ORDER.index(name)])
         clean = _builtin_photo(name)
         images.append(degradation.apply(clean, rng))
         targets.append(clean)
