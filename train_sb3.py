@@ -29,10 +29,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr_schedule="constant", color_cast=0.0, global_color=False,
     ),
     "default": dict(
-        batch=8, crop=64, steps=6, reward_mode="pixel-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
+        batch=8, crop=64, steps=6, reward_mode="head-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
         reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
-        lr_schedule="linear", color_cast=0.0, global_color=False,
+        lr_schedule="linear", color_cast=0.0, global_color=True,
     ),
 }
 
