@@ -19,7 +19,7 @@ from agents import (
 )
 from agents.checkpoints import save_model
 from agents.enhance import best_constant_policy, greedy_rollout
-from agents.policies import color_context
+from agents.policies import color_context, most_likely
 from rellie_env.curves import ActionSet
 from rellie_env.env import LowLightEnv
 from rellie_env.losses import image_loss
@@ -50,6 +50,14 @@ def test_distribution_matches_torch_categorical():
     assert torch.equal(dist.mode(), logits.argmax(2))
     alphas = ActionSet().alpha_values()
     torch.testing.assert_close(dist.expected(alphas), (ref.probs * alphas).sum(-1))
+
+
+def test_most_likely_action_in_either_layout():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 81, 5, 7)
+    expected = logits.view(2, 3, 27, 5, 7).argmax(2)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.equal(most_likely(logits.contiguous(memory_format=layout).view(2, 3, 27, 5, 7)), expected)
 
 
 def test_sampling_follows_the_probabilities():
