@@ -81,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     alg.add_argument("--normalize-advantage", action=argparse.BooleanOptionalAction, default=None)
     alg.add_argument("--reward-scale", type=float)
     alg.add_argument("--alpha-smoothness-coef", type=float, help="smoothness penalty on the expected alpha maps")
+    alg.add_argument("--final-credit", action="store_true",
+                     help="reward each action with its share of the episode's final loss (pixel-wise algorithms; "
+                     "sets gamma to 0)")
     alg.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the network (pixel-wise algorithms)")
     alg.add_argument("--n-epochs", type=int, default=4, help="PPO epochs per rollout")
     alg.add_argument("--minibatch", type=int, default=None, help="PPO minibatch in images (default: batch*steps/4)")
@@ -96,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.final_credit:
+        args.gamma = 0.0  # each reward already holds its action's whole effect on the outcome
     if args.init_alpha == "none":
         args.init_alpha = None
     return args
@@ -139,6 +144,8 @@ def build_model(args: argparse.Namespace, device: torch.device):
     from rellie_env.vector import LowLightSB3VecEnv
 
     spec = ALGORITHMS[args.algo]
+    if args.final_credit and not spec.pixel_wise:
+        raise SystemExit(f"error: --final-credit needs a pixel-wise algorithm (pixel-a2c or pixel-ppo), not {args.algo}")
     if spec.pixel_wise:
         env = LowLightSB3VecEnv(args.batch, device=device, seed=args.seed, **env_kwargs(args))
     else:
@@ -148,7 +155,8 @@ def build_model(args: argparse.Namespace, device: torch.device):
                   ent_coef=args.ent_coef, vf_coef=args.vf_coef, max_grad_norm=args.max_grad_norm,
                   normalize_advantage=args.normalize_advantage)
     if spec.pixel_wise:
-        common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef, bf16=args.bf16)
+        common.update(reward_scale=args.reward_scale, alpha_smoothness_coef=args.alpha_smoothness_coef, bf16=args.bf16,
+                      final_credit=args.final_credit)
     if issubclass(spec.cls, PPO):
         common.update(n_epochs=args.n_epochs, clip_range=args.clip_range,
                       batch_size=args.minibatch or max(2, args.batch * args.steps // 4))

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.buffers import PixelRolloutBuffer
 from agents.distributions import PixelCategoricalDistribution
+from rellie_env.core import final_loss_shares
 from rellie_env.losses import smoothness_loss
 from rellie_env.vector import LowLightSB3VecEnv
 
@@ -23,17 +24,23 @@ class PixelOnPolicyMixin:
     With :class:`~rellie_env.vector.LowLightSB3VecEnv` a rollout stays in torch on the env's device; with
     any other ``VecEnv`` (e.g. ``DummyVecEnv`` of ``LowLight-v0``) the reward map is read from
     ``info["reward_map"]``, falling back to the scalar reward at every pixel for an env without one.
-    ``reward_scale`` multiplies the reward maps before they are stored.
+    ``reward_scale`` multiplies the reward maps before they are stored. With ``final_credit`` the stored
+    rewards are instead each action's share of the episode's final loss
+    (:func:`rellie_env.core.final_loss_shares`): it needs a ``LowLightSB3VecEnv`` and rollouts of exactly
+    one episode (``n_steps`` = the env's ``max_steps``), and gamma 0, since each reward already holds what
+    its action did to the outcome.
     """
 
     reward_scale: float = 1.0
     alpha_smoothness_coef: float = 0.0
     bf16: bool = False
+    final_credit: bool = False
 
-    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool) -> None:
+    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool, final_credit: bool) -> None:
         self.reward_scale = reward_scale
         self.alpha_smoothness_coef = alpha_smoothness_coef
         self.bf16 = bf16
+        self.final_credit = final_credit
         self.final_info_buffer: deque[dict] = deque(maxlen=100)
 
     def _autocast(self):
@@ -86,6 +93,8 @@ class PixelOnPolicyMixin:
             rollout_buffer.add(obs, actions, reward_map * self.reward_scale, starts, values, log_probs)
             obs = new_obs
             starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
+        if self.final_credit:
+            self._credit_final_loss(env, rollout_buffer)
         with torch.no_grad(), self._autocast():
             last_values = self.policy.value_map(obs)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=starts)
@@ -98,6 +107,16 @@ class PixelOnPolicyMixin:
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _credit_final_loss(self, env: VecEnv, buffer: PixelRolloutBuffer) -> None:
+        """Replace the stored rewards with each action's share of the episode's final loss."""
+        if not isinstance(env, LowLightSB3VecEnv):
+            raise ValueError("final_credit needs a LowLightSB3VecEnv (it recomputes the losses in torch)")
+        config = env.batched.config
+        if buffer.buffer_size != config.max_steps or not bool(buffer.episode_starts[0].all()):
+            raise ValueError(f"final_credit needs rollouts of exactly one episode: n_steps = max_steps ({config.max_steps})")
+        shares = final_loss_shares(buffer.observations, buffer.actions, config.action_set, config.weights)
+        buffer.rewards = self._reward_heads(shares.flatten(0, 1)).view_as(buffer.rewards) * self.reward_scale
 
     def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
         """Advantages normalised over every pixel (and head) of the batch, when ``normalize_advantage``."""

@@ -23,6 +23,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored.
     :param bf16: run the network under bfloat16 autocast (losses stay float32).
+    :param final_credit: reward each action with its share of the episode's final loss
+        (:func:`rellie_env.core.final_loss_shares`) instead of the env's reward maps; use ``gamma=0``.
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps.
     :param kwargs: other arguments of SB3's ``PPO``.
     """
@@ -44,9 +46,10 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         reward_scale: float = 1.0,
         alpha_smoothness_coef: float = 0.0,
         bf16: bool = False,
+        final_credit: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16)
+        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,

@@ -55,6 +55,49 @@ def state_loss(image: torch.Tensor, original: EpisodeInput, weights: LossWeights
     return weighted_sum(loss_terms(image, original.image, None, weights, original.blocks), weights, STATE_TERMS)
 
 
+def head_shares(
+    gradient: torch.Tensor, image: torch.Tensor, alpha: torch.Tensor, action_set: ActionSet, weights: LossWeights
+) -> torch.Tensor:
+    """Each head's share of the drop of a loss, to first order, for the step from ``image`` with ``alpha``
+    (before coupling), minus its smoothness charge: ``(B, 3, H, W)``, i.e.
+    ``-H*W * alpha_h * C^T(gradient * blend * x(1 - x))_h - smoothness * L_TV share``, where ``gradient`` is
+    the loss's sensitivity to the image after the step.
+
+    The step moves channel c by ``blend * x_c (1 - x_c) * coupled alpha_c``; each head's alpha enters the coupled
+    alphas linearly, so its share is its alpha times the loss sensitivity the coupling routes to it.
+    """
+    _, _, h, w = image.shape
+    sensitivity = gradient * image * (1.0 - image) * action_set.blend
+    share = action_set.couple_transpose(sensitivity).mul_(alpha).mul_(-h * w)
+    return share - weights.smoothness * smoothness_map(alpha, per_channel=True)
+
+
+def final_loss_shares(
+    images: torch.Tensor, actions: torch.Tensor, action_set: ActionSet, weights: LossWeights
+) -> torch.Tensor:
+    """Credit for the loss of an episode's *last* image: each head's share of it, ``(T, B, 3, H, W)``.
+
+    :param images: the states ``(T, B, 3, H, W)`` the actions were taken in; ``images[0]`` is the episode's input.
+    :param actions: integer action maps ``(T, B, 3, H, W)``.
+    :return: per step, what each (pixel, head) action did to the final image's loss, to first order (as
+        :func:`head_shares` with the final loss's gradient carried back to that step), minus its
+        smoothness charge. The curve step is elementwise, so carrying the gradient back is exact (clipping
+        aside): ``dx_{t+1}/dx_t = 1 - blend * alpha'_t * (2 x_t - 1)``. Unlike a step's own reward, this
+        charges an early brightening with the colour cost it causes at the end.
+    """
+    original = EpisodeInput.of(images[0], weights)
+    final, _ = action_set.step(images[-1], actions[-1])
+    with torch.enable_grad():
+        leaf = final.detach().requires_grad_(True)
+        (adjoint,) = torch.autograd.grad(state_loss(leaf, original, weights).sum(), leaf)
+    shares = torch.empty_like(images)
+    for t in reversed(range(images.shape[0])):
+        x, alpha = images[t], action_set.alpha(actions[t])
+        shares[t] = head_shares(adjoint, x, alpha, action_set, weights)
+        adjoint = adjoint * (1.0 - action_set.blend * action_set.couple(alpha) * (2.0 * x - 1.0))
+    return shares
+
+
 def transition(
     image: torch.Tensor,
     original: EpisodeInput,
@@ -96,11 +139,7 @@ def transition(
         reward_map = share - weights.smoothness * smoothness_map(alpha)[:, 0]
         reward = reward_map.mean((1, 2))
     elif reward_mode == "head-delta":
-        # The step moves channel c by blend * x_c (1 - x_c) * coupled alpha_c; each head's alpha enters the
-        # coupled alphas linearly, so its share is its alpha times the loss sensitivity the coupling routes to it.
-        sensitivity = gradient * image * (1.0 - image) * action_set.blend
-        share = action_set.couple_transpose(sensitivity).mul_(alpha).mul_(-h * w)
-        reward_map = share - weights.smoothness * smoothness_map(alpha, per_channel=True)
+        reward_map = head_shares(gradient, image, alpha, action_set, weights)
         reward = reward_map.sum(1).mean((1, 2))
     elif reward_mode == "pixel":
         reward_map = -loss_map(new, original.image, alpha, weights, original.blocks)

@@ -194,6 +194,21 @@ def test_per_head_policy_needs_per_head_rewards():
     assert model.rollout_buffer.rewards.shape == (3, 2, 1, *model.observation_space.shape[1:])
 
 
+def test_final_credit_rewards_each_action_with_its_share_of_the_final_loss():
+    from rellie_env.core import final_loss_shares
+
+    env = LowLightSB3VecEnv(2, seed=0, reward_mode="head-delta", **SMALL)
+    model = PixelA2C(env=env, n_steps=3, gamma=0.0, reward_scale=0.5, final_credit=True,
+                     policy_kwargs=dict(width=8, per_head=True), seed=0)
+    model.learn(6)
+    buffer, config = model.rollout_buffer, env.batched.config
+    expected = final_loss_shares(buffer.observations, buffer.actions, config.action_set, config.weights) * 0.5
+    torch.testing.assert_close(buffer.rewards, expected)
+    torch.testing.assert_close(buffer.returns, expected)  # gamma 0: each reward is its action's whole outcome
+    with pytest.raises(ValueError, match="one episode"):
+        PixelA2C(env=env, n_steps=2, gamma=0.0, final_credit=True, policy_kwargs=dict(width=8), seed=0).learn(4)
+
+
 def test_pixel_a2c_reads_reward_maps_from_a_dummy_vec_env():
     venv = make_vec_env(lambda: LowLightEnv(reward_mode="pixel", **SMALL), n_envs=2, seed=0)
     model = PixelA2C(env=venv, n_steps=3, policy_kwargs=dict(width=8), seed=0)

@@ -9,6 +9,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import rellie_env
 from rellie_env.env import LowLightEnv
@@ -334,3 +335,33 @@ def test_builtin_splits_are_disjoint_and_each_photo_degrades_alike_in_every_spli
     for image, clean in zip(every.images, every.targets):
         assert image.shape == clean.shape and image.dtype == np.float32
         assert 0.0 <= image.min() and image.max() <= 1.0 and image.mean() < 0.6 * clean.mean()  # darkened
+
+
+@pytest.mark.parametrize("head", [0, 2])  # a head that follows the lead, and the lead head
+def test_final_loss_shares_are_each_actions_effect_on_the_last_images_loss(head):
+    from rellie_env.core import EpisodeInput, final_loss_shares, state_loss
+    from rellie_env.curves import ActionSet
+    from rellie_env.losses import LossWeights
+
+    action_set, weights = ActionSet(), LossWeights(smoothness=0.0)
+    gen = torch.Generator().manual_seed(0)
+    x0 = (torch.rand(1, 3, 32, 32, generator=gen, dtype=torch.float64) * 0.3 + 0.02)
+    actions = torch.randint(8, 21, (4, 1, 3, 32, 32), generator=gen)
+
+    def final_loss(acts: torch.Tensor) -> tuple[float, torch.Tensor]:
+        images, x = [], x0
+        for a in acts:
+            images.append(x)
+            x, _ = action_set.step(x, a)
+        return float(state_loss(x, EpisodeInput.of(x0, weights), weights)), torch.stack(images)
+
+    loss, images = final_loss(actions)
+    shares = final_loss_shares(images, actions, action_set, weights)
+    assert shares.shape == (4, 1, 3, 32, 32)
+    t, y, x = 1, 10, 12
+    moved = actions.clone()
+    moved[t, 0, head, y, x] += 1  # alpha up by one action step
+    alpha = float(action_set.alpha(actions[t, 0, head, y, x]))
+    # share = -H*W * alpha * dL/dalpha, so moving alpha by one step changes the final loss by:
+    predicted = -float(shares[t, 0, head, y, x]) / (32 * 32 * alpha) * action_set.scale
+    assert final_loss(moved)[0] - loss == pytest.approx(predicted, rel=0.02)

@@ -55,3 +55,12 @@ def test_start_at_the_best_constant_policy(tmp_path, capsys):
     printed = capsys.readouterr().out
     alphas = json.loads(printed.split("alpha = ")[1].splitlines()[0])
     assert len(alphas) == 3 and all(-0.3 <= a <= 1.0 for a in alphas)
+
+
+def test_final_credit_flag(tmp_path):
+    out = tmp_path / "final"
+    assert train_sb3.main(["--episodes", "1", "--final-credit", "--out", str(out), *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["final_credit"] and config["gamma"] == 0.0
+    with pytest.raises(SystemExit, match="pixel-wise"):
+        train_sb3.main(["--algo", "a2c", "--final-credit", "--out", str(tmp_path / "stock"), *TINY])
