@@ -26,13 +26,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
         reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", episodes=30000,
-        lr_schedule="constant", color_cast=0.0, global_color=False,
+        lr_schedule="constant", color_cast=0.0, global_color=False, final_credit=False,
     ),
     "default": dict(
         batch=8, crop=64, steps=6, reward_mode="head-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
         reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
-        lr_schedule="linear", color_cast=0.0, global_color=True,
+        lr_schedule="linear", color_cast=0.0, global_color=True, final_credit=True,
     ),
 }
 
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     alg.add_argument("--normalize-advantage", action=argparse.BooleanOptionalAction, default=None)
     alg.add_argument("--reward-scale", type=float)
     alg.add_argument("--alpha-smoothness-coef", type=float, help="smoothness penalty on the expected alpha maps")
-    alg.add_argument("--final-credit", action="store_true",
+    alg.add_argument("--final-credit", action=argparse.BooleanOptionalAction, default=None,
                      help="reward each action with its share of the episode's final loss (pixel-wise algorithms; "
                      "sets gamma to 0)")
     alg.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the network (pixel-wise algorithms)")
@@ -96,9 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="the trunk also sees the whole image's mean colour (see ReLLIETrunk)")
     pol.add_argument("--init-alpha-spread", type=float, default=0.15, help="spread of that start, in alpha units")
     args = p.parse_args(argv)
+    pixel_wise = ALGORITHMS[args.algo].pixel_wise
+    if args.final_credit and not pixel_wise:
+        p.error(f"--final-credit needs a pixel-wise algorithm (pixel-a2c or pixel-ppo), not {args.algo}")
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if not pixel_wise:
+        args.final_credit = False  # the stock algorithms learn from the env's scalar reward
     if args.final_credit:
         args.gamma = 0.0  # each reward already holds its action's whole effect on the outcome
     if args.init_alpha == "none":
@@ -144,8 +149,6 @@ def build_model(args: argparse.Namespace, device: torch.device):
     from rellie_env.vector import LowLightSB3VecEnv
 
     spec = ALGORITHMS[args.algo]
-    if args.final_credit and not spec.pixel_wise:
-        raise SystemExit(f"error: --final-credit needs a pixel-wise algorithm (pixel-a2c or pixel-ppo), not {args.algo}")
     if spec.pixel_wise:
         env = LowLightSB3VecEnv(args.batch, device=device, seed=args.seed, **env_kwargs(args))
     else:

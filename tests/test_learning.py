@@ -7,7 +7,7 @@ from agents.enhance import heldout_crops, policy_loss_on
 from rellie_env.vector import LowLightSB3VecEnv
 
 # The default recipe of train_sb3.py, on a small network and small crops so that a run takes < 60 s.
-RECIPE = dict(n_steps=6, gamma=1.0, learning_rate=1e-3, ent_coef=0.01, max_grad_norm=1.0, normalize_advantage=True,
+RECIPE = dict(n_steps=6, gamma=0.0, final_credit=True, learning_rate=1e-3, ent_coef=0.01, max_grad_norm=1.0, normalize_advantage=True,
               reward_scale=0.2, alpha_smoothness_coef=20.0, seed=0,
               policy_kwargs=dict(width=16, init_alpha=0.3, init_alpha_spread=0.15, per_head=True, global_color=True))
 

@@ -62,5 +62,9 @@ def test_final_credit_flag(tmp_path):
     assert train_sb3.main(["--episodes", "1", "--final-credit", "--out", str(out), *TINY]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["final_credit"] and config["gamma"] == 0.0
-    with pytest.raises(SystemExit, match="pixel-wise"):
+    with pytest.raises(SystemExit):  # argparse's error, exit status 2
         train_sb3.main(["--algo", "a2c", "--final-credit", "--out", str(tmp_path / "stock"), *TINY])
+    out = tmp_path / "plain"
+    assert train_sb3.main(["--episodes", "1", "--no-final-credit", "--out", str(out), *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert not config["final_credit"] and config["gamma"] == 1.0
