@@ -50,7 +50,7 @@ def save_weights(policy: PixelActorCriticPolicy, path: str | os.PathLike) -> Pat
         "observation_shape": list(policy.observation_space.shape),
         "policy_kwargs": {k: v for k, v in policy._get_constructor_parameters().items()
                           if k in ("width", "trunk_dilations", "branch_dilations", "alpha_values", "deterministic_action",
-                                   "action_set", "per_head", "global_color")},
+                                   "action_set", "per_head", "global_color", "global_exposure")},
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from agents.baselines import nlm_denoise
 from agents.ffdnet import CONV_LAYERS, FFDNet, denoise_ffdnet, gain_noise_sigma, load_ffdnet
-from agents.policies import PixelActorCriticPolicy, color_context
+from agents.policies import PixelActorCriticPolicy
 from rellie_env.cpu import MALLOC, tune_cpu
 from rellie_env.curves import ActionSet, curve_step
 from rellie_env.images import Augmentation, builtin_images, to_float_rgb
@@ -224,7 +224,8 @@ def policy_actions(
     device = next(policy.parameters()).device
     b, _, h, w = image.shape
     out = torch.empty((b, policy.n_heads, h, w), dtype=torch.uint8, device=image.device)
-    context = color_context(image).to(device) if policy.global_color else None  # the whole image's, for every tile
+    context = policy.features_extractor.context(image)  # the whole image's, for every tile
+    context = None if context is None else context.to(device)
     for rows, cols, padded_rows, padded_cols in tiles(h, w, tile, halo):
         x = image[:, :, padded_rows, padded_cols].to(device).contiguous(memory_format=torch.channels_last)
         actions = policy.greedy_actions(x, context=context)

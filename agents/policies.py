@@ -32,11 +32,15 @@ def conv_stack(channels_in: int, width: int, dilations: Sequence[int]) -> nn.Seq
     return nn.Sequential(*layers)
 
 
-def color_context(images: torch.Tensor) -> torch.Tensor:
+def color_context(images: torch.Tensor, exposure: bool = False) -> torch.Tensor:
     """Log-chromaticity of each image's mean colour, ``(B, 3)``: how far (in log units) each channel's mean
-    lies from the three channels' geometric mean; zero for a grey-balanced image, whatever its exposure."""
+    lies from the three channels' geometric mean; zero for a grey-balanced image, whatever its exposure.
+
+    :param exposure: append that geometric mean's log, ``(B, 4)``: how bright the image is.
+    """
     log_mean = images.float().mean((2, 3)).clamp_min(1e-3).log()
-    return log_mean - log_mean.mean(1, keepdim=True)
+    level = log_mean.mean(1, keepdim=True)
+    return torch.cat((log_mean - level, level), 1) if exposure else log_mean - level
 
 
 def most_likely(logits: torch.Tensor) -> torch.Tensor:
@@ -60,20 +64,30 @@ class ReLLIETrunk(BaseFeaturesExtractor):
     :param global_color: add a learned function of the whole image's :func:`color_context` to the first
         layer's output (a per-image bias). The grey-world colour term scores the channel means of the whole
         image, which a 33-pixel receptive field cannot see; without it a pixel can only guess the image's cast.
+    :param global_exposure: with ``global_color``, that function also sees the image's overall brightness
+        (``color_context(..., exposure=True)``): how far to brighten depends on the whole image, not only on
+        what a pixel's neighbourhood shows.
     """
 
     def __init__(self, observation_space: spaces.Box, width: int = 64, dilations: Sequence[int] = (2, 3, 4),
-                 global_color: bool = False):
+                 global_color: bool = False, global_exposure: bool = False):
         super().__init__(observation_space, features_dim=width)
+        if global_exposure and not global_color:
+            raise ValueError("global_exposure needs global_color (the brightness is one more input of that layer)")
         self.net = conv_stack(observation_space.shape[0], width, (1, *dilations))
-        self.color = nn.Linear(3, width) if global_color else None
+        self.global_exposure = global_exposure
+        self.color = nn.Linear(4 if global_exposure else 3, width) if global_color else None
+
+    def context(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The whole-image input of :meth:`forward` for ``images`` (``None`` without ``global_color``)."""
+        return None if self.color is None else color_context(images, self.global_exposure)
 
     def forward(self, observations: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Features of ``observations``; ``context`` is the :func:`color_context` of the whole image when
+        """Features of ``observations``; ``context`` is the :meth:`context` of the whole image when
         ``observations`` is one tile of it (default: that of ``observations``)."""
         if self.color is None:
             return self.net(observations)
-        context = color_context(observations) if context is None else context
+        context = self.context(observations) if context is None else context
         first = self.net[0](observations)
         return self.net[1:](first.add_(self.color(context.to(first.dtype))[:, :, None, None]))  # a per-image bias
 
@@ -145,6 +159,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         advantage. Otherwise one of each per pixel, ``(B, 1, H, W)``, log-probabilities summed over heads.
     :param global_color: the trunk also sees the whole image's mean colour (:class:`ReLLIETrunk`); tiled
         inference then passes the whole image's :func:`color_context` to every tile.
+    :param global_exposure: with ``global_color``, the trunk also sees the whole image's brightness.
     :param kwargs: further arguments of SB3's ``ActorCriticPolicy`` (optimizer, ...).
     """
 
@@ -164,6 +179,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         action_set: dict[str, Any] | None = None,
         per_head: bool = False,
         global_color: bool = False,
+        global_exposure: bool = False,
         **kwargs: Any,
     ) -> None:
         if deterministic_action not in ("mode", "mean"):
@@ -176,7 +192,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         self.n_heads, self.n_actions = nvec.size // (h * w), int(nvec.flat[0])
         self.per_head = per_head
         self.value_heads = self.n_heads if per_head else 1
-        self.global_color = global_color
+        self.global_color, self.global_exposure = global_color, global_exposure
         self.width, self.trunk_dilations, self.branch_dilations = width, tuple(trunk_dilations), tuple(branch_dilations)
         self.init_alpha, self.init_alpha_spread, self.init_weight_scale = init_alpha, init_alpha_spread, init_weight_scale
         self.action_set_kwargs = dict(action_set or {"n_actions": self.n_actions})
@@ -191,7 +207,8 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             action_space,
             lr_schedule,
             features_extractor_class=ReLLIETrunk,
-            features_extractor_kwargs=dict(width=width, dilations=self.trunk_dilations, global_color=global_color),
+            features_extractor_kwargs=dict(width=width, dilations=self.trunk_dilations, global_color=global_color,
+                                            global_exposure=global_exposure),
             normalize_images=False,
             **kwargs,
         )
@@ -236,6 +253,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             action_set=self.action_set_kwargs,
             per_head=self.per_head,
             global_color=self.global_color,
+            global_exposure=self.global_exposure,
         )
         return data
 
@@ -243,8 +261,8 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     def action_logits(self, obs: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, heads, n_actions, H, W)`` of images ``(B, 3, H, W)`` of any size (no value branch).
 
-        :param context: with ``global_color``, the :func:`color_context` of the whole images when ``obs``
-            are tiles of them (default: that of ``obs``); ignored otherwise.
+        :param context: with ``global_color``, the trunk's :meth:`~ReLLIETrunk.context` of the whole images
+            when ``obs`` are tiles of them (default: that of ``obs``); ignored otherwise.
         """
         return self.action_net(self.mlp_extractor.forward_actor(self.features_extractor(obs.float(), context)))
 

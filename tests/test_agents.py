@@ -167,18 +167,31 @@ def test_color_context_is_the_cast_whatever_the_exposure():
     torch.testing.assert_close(color_context(image * 0.4), color_context(image))  # exposure-free
     cast = color_context(image * torch.tensor([2.0, 1.0, 1.0]).view(1, 3, 1, 1)) - color_context(image)
     torch.testing.assert_close(cast, (torch.tensor([1.0, 0.0, 0.0]) - 1 / 3).expand(2, 3) * np.log(2.0))
+    with_level = color_context(image, exposure=True)
+    torch.testing.assert_close(with_level[:, :3], color_context(image))
+    darker = color_context(image * 0.4, exposure=True) - with_level  # the level moves by log 0.4, the cast not
+    torch.testing.assert_close(darker, torch.tensor([0.0, 0.0, 0.0, np.log(0.4)], dtype=torch.float32).expand(2, 4), atol=1e-5, rtol=0)
 
 
-def test_global_color_policy_sees_the_whole_image():
-    """A tile acts on the colour of the whole image, given as context, not on its own."""
+def test_global_exposure_needs_global_color():
+    with pytest.raises(ValueError, match="global_exposure needs global_color"):
+        small_policy(global_exposure=True)
+
+
+@pytest.mark.parametrize("global_exposure", [False, True])
+def test_global_color_policy_sees_the_whole_image(global_exposure):
+    """A tile acts on the colour (and brightness) of the whole image, given as context, not on its own."""
     torch.manual_seed(0)
-    policy = small_policy(global_color=True, trunk_dilations=(2,), branch_dilations=(2,)).eval()  # radius 6
+    policy = small_policy(global_color=True, global_exposure=global_exposure, trunk_dilations=(2,),
+                          branch_dilations=(2,)).eval()  # radius 6
     image = torch.rand(1, 3, 40, 40) * 0.5
-    image[:, 0, :, 20:] *= 0.2  # the right half lacks red
+    image[:, :2 if global_exposure else 1, :, 20:] *= 0.2  # the right half lacks red (and green)
     tile = image[:, :, :, :20]
+    context = color_context(image, exposure=global_exposure)
+    assert context.shape == (1, 4 if global_exposure else 3)
     with torch.no_grad():
         whole = policy.action_logits(image)[..., :14]  # columns more than 6 px from the tile's cut edge
-        torch.testing.assert_close(policy.action_logits(tile, color_context(image))[..., :14], whole)
+        torch.testing.assert_close(policy.action_logits(tile, context)[..., :14], whole)
         assert not torch.allclose(policy.action_logits(tile)[..., :14], whole, atol=1e-3)
 
 
@@ -239,7 +252,7 @@ def test_stock_sb3_algorithms_through_the_flattened_action_map(algo):
 
 @pytest.mark.parametrize("reward_mode, policy_kwargs", [
     ("pixel-delta", dict(init_alpha=0.4)),
-    ("head-delta", dict(per_head=True, global_color=True)),  # a value map per head, a colour input
+    ("head-delta", dict(per_head=True, global_color=True, global_exposure=True)),  # a value map per head, context
 ])
 def test_checkpoints_round_trip_and_bad_files(tmp_path, reward_mode, policy_kwargs):
     env = LowLightSB3VecEnv(2, seed=0, reward_mode=reward_mode, **SMALL)
@@ -251,7 +264,8 @@ def test_checkpoints_round_trip_and_bad_files(tmp_path, reward_mode, policy_kwar
         values = model.policy.value_map(obs)
     for path in (save_model(model, tmp_path / "m.zip"), save_weights(model.policy, tmp_path / "p.pt")):
         loaded = load_policy(path)
-        assert (loaded.per_head, loaded.global_color) == (model.policy.per_head, model.policy.global_color)
+        saved = (loaded.per_head, loaded.global_color, loaded.global_exposure)
+        assert saved == (model.policy.per_head, model.policy.global_color, model.policy.global_exposure)
         with torch.no_grad():
             torch.testing.assert_close(loaded.distribution(obs).probs, expected)
             torch.testing.assert_close(loaded.value_map(obs), values)
@@ -316,3 +330,4 @@ def test_the_action_set_travels_with_the_policy(tmp_path):
     assert final[0, 0].mean() > 0.4 and torch.allclose(final[0, 1:], image[0, 1:])
     out = enhance(loaded, image[0].permute(1, 2, 0).numpy(), steps=1)
     np.testing.assert_allclose(out, final[0].permute(1, 2, 0).numpy(), atol=1e-6)
+

@@ -104,7 +104,7 @@ def test_tiled_actions_and_images_equal_the_untiled(random_policy):
     expected = policy_actions(mean_policy, image, tile=10**4)
     assert torch.equal(expected, mean_policy.greedy_actions(image).to(torch.uint8))
     assert torch.equal(policy_actions(mean_policy, image, tile=48), expected)
-    colour_policy = small_policy(global_color=True).eval()  # tiles see the whole image's colour
+    colour_policy = small_policy(global_color=True, global_exposure=True).eval()  # tiles see the whole image's
     untiled = policy_actions(colour_policy, image, tile=10**4)
     assert torch.equal(policy_actions(colour_policy, image, tile=48), untiled)
     photo = dark_photo(100, 150)
