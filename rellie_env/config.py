@@ -40,6 +40,7 @@ class EnvConfig:
     flip_prob: float = 0.5
     rotate_prob: float = 0.5
     max_rotation: float = 10.0
+    min_scale: float = 1.0
     degradation: Degradation = field(default_factory=Degradation)
 
     def __post_init__(self) -> None:
@@ -58,7 +59,9 @@ class EnvConfig:
             self.exposure_patch,
             color_mode=self.color_mode,
         )
-        self.augmentation = Augmentation(self.crop_size, self.flip_prob, self.rotate_prob, self.max_rotation)
+        self.augmentation = Augmentation(
+            self.crop_size, self.flip_prob, self.rotate_prob, self.max_rotation, self.min_scale
+        )
 
     def load_source(self) -> ImageSet:
         return load_images(self.data, self.targets, self.degradation)

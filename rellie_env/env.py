@@ -97,7 +97,8 @@ class LowLightEnv(gym.Env):
       ``"builtin:all"``, a folder (recursive; png, jpg, bmp, tif; LOL's ``our485/low`` works as is), an
       image file, or a list of arrays. ``targets``: a folder of ground truths paired by file stem.
     * ``crop_size`` (70, ``None`` for whole images; an image smaller than the crop is first resized up),
-      ``flip_prob`` (0.5), ``rotate_prob`` (0.5), ``max_rotation`` (10 degrees).
+      ``flip_prob`` (0.5), ``rotate_prob`` (0.5), ``max_rotation`` (10 degrees), ``min_scale`` (1: below
+      1, each image is first shrunk by a factor drawn log-uniformly from ``[min_scale, 1]``).
     * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``, ``"pixel-delta"``,
       ``"head-delta"``).
     * ``exposure_level`` (0.6), ``exposure_patch`` (16), ``spatial_weight``, ``exposure_weight``,

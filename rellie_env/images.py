@@ -205,29 +205,40 @@ def load_images(
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random crops, flips and small rotations, as released (PixelRL's loader).
+    """Random crops, flips and small rotations, as released (PixelRL's loader), and optional rescaling.
 
     :param crop_size: side of the square crop; ``None`` keeps the whole image. An image smaller than the
         crop is first resized (bilinear) so that its shorter side equals ``crop_size``.
     :param flip_prob: probability of a horizontal flip.
     :param rotate_prob: probability of a rotation by up to ``max_rotation`` degrees either way
         (border reflected, where the released code filled black).
+    :param min_scale: below 1, the image is first shrunk (area interpolation) by a factor drawn
+        log-uniformly from ``[min_scale, 1]``, so that the agent sees scenes at many scales, as it does
+        photos of any resolution and fast enhancement's downscaled copy (1, the default, draws nothing).
     """
 
     crop_size: int | None = 70
     flip_prob: float = 0.5
     rotate_prob: float = 0.5
     max_rotation: float = 10.0
+    min_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.crop_size is not None and self.crop_size < 16:
             raise ValueError(f"crop_size must be at least 16 (one exposure patch), got {self.crop_size}")
+        if not 0.0 < self.min_scale <= 1.0:
+            raise ValueError(f"min_scale must lie in (0, 1], got {self.min_scale}")
 
     def __call__(
         self, rng: np.random.Generator, image: np.ndarray, target: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Augment ``image`` (and ``target`` alike); the random draws are the same with or without target."""
         pair = [image] if target is None else [image, target]
+        if self.min_scale < 1.0:
+            scale = float(np.exp(rng.uniform(np.log(self.min_scale), 0.0)))
+            h, w = image.shape[:2]
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            pair = [cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA) for p in pair]
         if rng.random() < self.flip_prob:
             pair = [p[:, ::-1] for p in pair]
         if rng.random() < self.rotate_prob:

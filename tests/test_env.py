@@ -13,7 +13,7 @@ import torch
 
 import rellie_env
 from rellie_env.env import LowLightEnv
-from rellie_env.images import BUILTIN_TEST, BUILTIN_TRAIN, builtin_images, to_float_rgb
+from rellie_env.images import BUILTIN_TEST, BUILTIN_TRAIN, Augmentation, builtin_images, to_float_rgb
 
 from .conftest import reference_file
 
@@ -259,6 +259,22 @@ def test_color_cast_scales_the_channels_apart():
     assert np.ptp(plain.mean((0, 1))) == 0 and np.ptp(cast.mean((0, 1))) > 0.01
     ratios = cast.mean((0, 1)) / plain.mean((0, 1))
     assert np.all((np.exp(-0.4) <= ratios) & (ratios <= np.exp(0.4)))
+
+
+def test_min_scale_shows_the_scene_at_random_smaller_scales():
+    ramp = np.repeat(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :, None], 256, 0).repeat(3, 2)
+    unscaled = 31 / 255  # the value span of a 32-pixel crop of the ramp at its own scale
+
+    def spans(min_scale):
+        crop = Augmentation(32, flip_prob=0.0, rotate_prob=0.0, min_scale=min_scale)
+        rng = np.random.default_rng(0)
+        return np.array([np.ptp(crop(rng, ramp)[0][..., 0]) for _ in range(30)])
+
+    np.testing.assert_allclose(spans(1.0), unscaled, rtol=1e-5)
+    shrunk = spans(0.25)  # shrunk by s, the ramp climbs 1/s times faster per pixel
+    assert shrunk.min() > unscaled * 0.99 and shrunk.max() < unscaled * 4.1 and shrunk.max() > unscaled * 2
+    with pytest.raises(ValueError, match="min_scale"):
+        Augmentation(32, min_scale=0.0)
 
 
 def test_images_smaller_than_the_crop_are_resized_up():
