@@ -6,6 +6,7 @@ update (A2C) or ``--n-epochs`` passes (PPO). Examples::
 
     python train_sb3.py                                  # the default recipe, ~10 min on 2 CPU cores
     python train_sb3.py --algo pixel-ppo --episodes 200
+    python train_sb3.py --preset adaptive                # the shipped adaptive model's recipe, ~25 min
     python train_sb3.py --preset rellie-paper --device cuda --episodes 30000   # the released settings
     python train_sb3.py --resume runs/default/checkpoints/latest.zip --episodes 400
 """
@@ -25,16 +26,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     "rellie-paper": dict(
         batch=32, crop=70, steps=10, reward_mode="paper", smoothness_weight=200.0, lr=5e-4, gamma=1.05,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=float("inf"), normalize_advantage=False,
-        reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", episodes=30000,
-        lr_schedule="constant", color_cast=0.0, global_color=False, final_credit=False,
+        reward_scale=1.0, alpha_smoothness_coef=0.0, width=64, init_alpha="none", init_alpha_spread=0.15,
+        episodes=30000, lr_schedule="constant", color_cast=0.0, min_scale=1.0, global_color=False,
+        global_exposure=False, final_credit=False,
     ),
     "default": dict(
         batch=8, crop=64, steps=6, reward_mode="head-delta", smoothness_weight=0.0, lr=5e-4, gamma=1.0,
         gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5, max_grad_norm=1.0, normalize_advantage=True,
-        reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", episodes=150,
-        lr_schedule="linear", color_cast=0.0, global_color=True, final_credit=True,
+        reward_scale=0.2, alpha_smoothness_coef=20.0, width=32, init_alpha="0.3", init_alpha_spread=0.15,
+        episodes=150, lr_schedule="linear", color_cast=0.0, min_scale=1.0, global_color=True,
+        global_exposure=False, final_credit=True,
     ),
 }
+# A locally adaptive agent (README, "The adaptive model"): beats the best constant policy's loss on the
+# held-out photos, at the price of patchy local contrast and of fast mode's fidelity.
+PRESETS["adaptive"] = dict(PRESETS["default"], global_exposure=True, init_alpha_spread=0.5,
+                           alpha_smoothness_coef=5.0, min_scale=0.2, episodes=600)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env.add_argument("--smoothness-weight", type=float, help="weight of the env's smoothness term")
     env.add_argument("--color-cast", type=float, help="random per-channel gain exp(U(-c, c)) when darkening the "
                      "built-in photos (training augmentation)")
+    env.add_argument("--min-scale", type=float, help="shrink each training photo by a random factor in "
+                     "[min-scale, 1] before cropping (training augmentation: scenes at many scales)")
     env.add_argument("--lead-channel", choices=["0", "1", "2", "none"], default="2",
                      help="channel the others follow (2 = blue, as released; none: no coupling)")
     alg = p.add_argument_group("algorithm")
@@ -94,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "best constant action triple on training crops ('best-constant'); 'none': torch's init")
     pol.add_argument("--global-color", action=argparse.BooleanOptionalAction, default=None,
                      help="the trunk also sees the whole image's mean colour (see ReLLIETrunk)")
-    pol.add_argument("--init-alpha-spread", type=float, default=0.15, help="spread of that start, in alpha units")
+    pol.add_argument("--global-exposure", action=argparse.BooleanOptionalAction, default=None,
+                     help="with --global-color, the trunk also sees the whole image's brightness")
+    pol.add_argument("--init-alpha-spread", type=float, help="spread of that start, in alpha units")
     args = p.parse_args(argv)
     pixel_wise = ALGORITHMS[args.algo].pixel_wise
     if args.final_credit and not pixel_wise:
@@ -131,7 +142,7 @@ def env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         exposure_level=args.exposure, spatial_weight=args.spatial_weight, exposure_weight=args.exposure_weight,
         color_weight=args.color_weight, smoothness_weight=args.smoothness_weight,
         lead_channel=None if args.lead_channel == "none" else int(args.lead_channel),
-        degradation=Degradation(color_cast=args.color_cast),
+        degradation=Degradation(color_cast=args.color_cast), min_scale=args.min_scale,
     )
 
 
@@ -174,7 +185,7 @@ def build_model(args: argparse.Namespace, device: torch.device):
     action_set = dataclasses.asdict(EnvConfig(**env_kwargs(args)).action_set)  # saved with the policy
     policy_kwargs = dict(width=args.width, init_alpha=init_alpha, init_alpha_spread=args.init_alpha_spread,
                          action_set=action_set, per_head=spec.pixel_wise and args.reward_mode == "head-delta",
-                         global_color=args.global_color)
+                         global_color=args.global_color, global_exposure=args.global_color and args.global_exposure)
     if args.resume:
         from agents.checkpoints import load_policy
 

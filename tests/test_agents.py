@@ -331,3 +331,23 @@ def test_the_action_set_travels_with_the_policy(tmp_path):
     out = enhance(loaded, image[0].permute(1, 2, 0).numpy(), steps=1)
     np.testing.assert_allclose(out, final[0].permute(1, 2, 0).numpy(), atol=1e-6)
 
+
+@pytest.mark.parametrize("name", ["default", "adaptive"])
+def test_shipped_models_load_and_enhance(name):
+    from agents import load_default
+    from agents.checkpoints import SHIPPED_MODELS
+    from agents.enhance import heldout_crops
+
+    assert SHIPPED_MODELS[name].stat().st_size <= 2 * 2**20
+    policy = load_default(name=name)
+    assert policy.global_exposure == (name == "adaptive")
+    crops = heldout_crops(4, 64)
+    final, _ = greedy_rollout(policy, crops, steps=6)
+    assert float(image_loss(final, crops).mean()) < float(image_loss(crops, crops).mean()) - 5.0
+
+
+def test_unknown_shipped_model_is_refused():
+    from agents import load_default
+
+    with pytest.raises(ValueError, match="adaptive"):
+        load_default(name="best")

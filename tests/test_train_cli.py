@@ -68,3 +68,15 @@ def test_final_credit_flag(tmp_path):
     assert train_sb3.main(["--episodes", "1", "--no-final-credit", "--out", str(out), *TINY]) == 0
     config = json.loads((out / "config.json").read_text())
     assert not config["final_credit"] and config["gamma"] == 1.0
+
+
+def test_adaptive_preset_trains_the_adaptive_policy(tmp_path):
+    out = tmp_path / "adaptive"
+    assert train_sb3.main(["--preset", "adaptive", "--episodes", "1", "--out", str(out), *TINY]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["min_scale"], config["init_alpha_spread"], config["alpha_smoothness_coef"]) == (0.2, 0.5, 5.0)
+    from agents import load_policy
+
+    policy = load_policy(out / "policy.pt")
+    assert policy.global_color and policy.global_exposure
+    assert load_policy(out / "model.zip").per_head  # head-delta: a value map per head
