@@ -243,7 +243,7 @@ class Augmentation:
             pair = [p[:, ::-1] for p in pair]
         if rng.random() < self.rotate_prob:
             angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
-            h, w = image.shape[:2]
+            h, w = pair[0].shape[:2]  # after any rescaling above
             m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
             pair = [cv2.warpAffine(np.ascontiguousarray(p), m, (w, h), borderMode=cv2.BORDER_REFLECT_101) for p in pair]
         if self.crop_size is not None:

@@ -277,6 +277,16 @@ def test_min_scale_shows_the_scene_at_random_smaller_scales():
         Augmentation(32, min_scale=0.0)
 
 
+def test_rotation_keeps_the_rescaled_size():
+    # A rotation after rescaling must rotate the shrunk image in its own frame, not pad it with reflections
+    # out to the original size.
+    image = np.random.default_rng(1).random((120, 90, 3), dtype=np.float32)
+    for seed in range(5):
+        still = Augmentation(None, flip_prob=0.0, rotate_prob=0.0, min_scale=0.3)(np.random.default_rng(seed), image)[0]
+        turned = Augmentation(None, flip_prob=0.0, rotate_prob=1.0, min_scale=0.3)(np.random.default_rng(seed), image)[0]
+        assert turned.shape == still.shape and still.shape[0] < 120
+
+
 def test_images_smaller_than_the_crop_are_resized_up():
     small = [np.full((20, 30, 3), 0.3, np.float32)]
     env = LowLightEnv(data=small, crop_size=32)
