@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import replace
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -75,24 +76,22 @@ def policy_loss_on(
 
 
 @torch.inference_mode()
-def best_constant_policy(
+def constant_policy_losses(
     images: torch.Tensor,
     steps: int = 6,
     action_set: ActionSet = ActionSet(),
     weights: LossWeights = LossWeights(),
     per_channel: bool = True,
-) -> tuple[tuple[int, int, int], float]:
-    """The best constant policy: the same action triple at every pixel and step, best over the action set.
+) -> torch.Tensor:
+    """Mean non-reference loss on ``images`` ``(N, 3, H, W)`` of every constant policy (the same action
+    triple at every pixel and step): ``(n, n, n)``, indexed by the R, G, B actions.
 
-    An exhaustive search of all ``n_actions**3`` triples, made fast by two facts: a channel's result depends
-    only on its own action and the lead channel's, so ``n_actions`` batched runs give every channel of every
-    triple; and when the image sides are multiples of the spatial block (and the exposure patch is too), the
-    loss of the block-averaged images with a block of 1 equals the loss of the full images, so the triples
-    are scored on images ``block**2`` times smaller.
+    Made fast by two facts: a channel's result depends only on its own action and the lead channel's, so
+    ``n_actions`` batched runs give every channel of every triple; and when the image sides are multiples of
+    the spatial block (and the exposure patch is too), the loss of the block-averaged images with a block of
+    1 equals the loss of the full images, so the triples are scored on images ``block**2`` times smaller.
 
-    :param images: ``(N, 3, H, W)`` inputs.
-    :param per_channel: search all triples (else only equal actions on the three channels).
-    :return: the best triple (RGB) and its mean non-reference loss on ``images``.
+    :param per_channel: score all triples (else only equal actions on the three channels; the rest ``inf``).
     """
     n, lead = action_set.n_actions, action_set.lead_channel
     count, _, h, w = images.shape
@@ -113,7 +112,7 @@ def best_constant_policy(
     lead_c = 2 if lead is None else lead
     o1, o2 = [c for c in range(3) if c != lead_c]
     uncoupled = run(equal) if lead is None else None
-    best, best_loss = (0, 0, 0), float("inf")
+    table = torch.full((n, n, n), float("inf"))
     for j in range(n):  # the lead channel's action
         if lead is None:
             results, lead_channel = uncoupled, uncoupled[j, :, lead_c]
@@ -130,12 +129,32 @@ def best_constant_policy(
             x[:, :, o2] = results[k, :, o2]
             x[:, :, lead_c] = lead_channel
             losses = image_loss(x.flatten(0, 1), original.repeat(m, 1, 1, 1), scaled).view(m, count).mean(1)
-            i = int(losses.argmin())
-            if float(losses[i]) < best_loss:
-                triple = [0, 0, 0]
-                triple[o1], triple[o2], triple[lead_c] = int(candidates[i]), k, j
-                best, best_loss = tuple(triple), float(losses[i])
-    return best, best_loss
+            index: list = [0, 0, 0]
+            index[o1], index[o2], index[lead_c] = candidates, k, j
+            table[tuple(index)] = losses
+    return table
+
+
+def best_constant_policy(
+    images: torch.Tensor | Sequence[torch.Tensor],
+    steps: int = 6,
+    action_set: ActionSet = ActionSet(),
+    weights: LossWeights = LossWeights(),
+    per_channel: bool = True,
+) -> tuple[tuple[int, int, int], float]:
+    """The best constant policy: the same action triple at every pixel and step, best over the action set
+    (an exhaustive search, :func:`constant_policy_losses`).
+
+    :param images: ``(N, 3, H, W)`` inputs, or a sequence of such batches of different sizes (whole photos);
+        every image weighs the same in the mean.
+    :param per_channel: search all triples (else only equal actions on the three channels).
+    :return: the best triple (RGB) and its mean non-reference loss on ``images``.
+    """
+    batches = [images] if isinstance(images, torch.Tensor) else list(images)
+    total = sum(constant_policy_losses(b, steps, action_set, weights, per_channel) * len(b) for b in batches)
+    table = total / sum(len(b) for b in batches)
+    best = int(table.argmin())
+    return tuple(int(i) for i in np.unravel_index(best, table.shape)), float(table.flatten()[best])
 
 
 # -- full-resolution enhancement ---------------------------------------------------------------------------

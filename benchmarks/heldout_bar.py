@@ -4,8 +4,10 @@ Compares the input, the best constant policies (one action triple at every pixel
 whole action set: equal on the three channels, and per channel), the released ReLLIE weights and the
 shipped model (or --model). Lower is better; the loss is spatial + 80 exposure + 50 colour, as in the reward,
 and each row also shows those three weighted terms. ``--split train`` scores crops of the training photos
-instead (the constants are then searched on those), which separates learning from generalising.
+instead (the constants are then searched on those), which separates learning from generalising. ``--whole``
+scores the whole photos (cut to multiples of 16 px, each photo weighing the same) instead of crops.
 Usage: python benchmarks/heldout_bar.py [--crops 16] [--size 96] [--steps 6] [--model PATH] [--split test]
+                                        [--whole]
 """
 from __future__ import annotations
 
@@ -17,18 +19,31 @@ import torch
 from agents import load_default, load_official_rellie, load_policy
 from agents.enhance import best_constant_policy, greedy_rollout, heldout_crops
 from rellie_env.curves import ActionSet
+from rellie_env.images import builtin_images
 from rellie_env.losses import LossWeights, loss_terms
 
 OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "rellie_official_model.npz"
 TERMS = ("spatial", "exposure", "color")
 
 
-def report(name: str, final: torch.Tensor, original: torch.Tensor, note: str = "") -> None:
-    """One row: the mean loss of ``final`` against ``original`` and its three weighted terms."""
+def report(name: str, finals: list[torch.Tensor], originals: list[torch.Tensor], note: str = "") -> None:
+    """One row: the mean loss of ``finals`` against ``originals`` (batches; every image weighs the same)
+    and its three weighted terms."""
     weights = LossWeights()
-    terms = loss_terms(final, original, None, weights)
-    parts = [getattr(weights, k) * float(terms[k].mean()) for k in TERMS]
+    count = sum(len(x) for x in originals)
+    parts = [sum(getattr(weights, k) * float(loss_terms(f, x, None, weights)[k].sum()) for f, x in zip(finals, originals))
+             / count for k in TERMS]
     print(f"{name:44s} {sum(parts):7.3f}   " + "  ".join(f"{v:6.3f}" for v in parts) + f"  {note}")
+
+
+def whole_photos(split: str) -> list[torch.Tensor]:
+    """The built-in photos of ``split``, whole, each cut to sides that are multiples of 16 px (the exposure
+    patch; whole patches also let the constant search pool), as ``(1, 3, H, W)`` batches."""
+    photos = []
+    for image in builtin_images(split).images:
+        h, w = (s - s % 16 for s in image.shape[:2])
+        photos.append(torch.from_numpy(image[:h, :w].transpose(2, 0, 1).copy())[None])
+    return photos
 
 
 def constant_result(x: torch.Tensor, triple: tuple[int, int, int], steps: int, action_set: ActionSet) -> torch.Tensor:
@@ -47,25 +62,28 @@ def main() -> None:
                         help="crops of the held-aside photos (the bar) or of the training photos")
     parser.add_argument("--model", help="a checkpoint (default: the shipped model)")
     parser.add_argument("--official", default=str(OFFICIAL), help="the released ReLLIE model.npz")
+    parser.add_argument("--whole", action="store_true", help="the whole photos instead of crops")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    x = heldout_crops(args.crops, args.size, split=args.split)
+    xs = whole_photos(args.split) if args.whole else [heldout_crops(args.crops, args.size, split=args.split)]
     action_set = ActionSet()
     photos = "chelsea, coffee" if args.split == "test" else "training photos"
-    print(f"{args.crops} crops of {args.size}x{args.size} ({photos}), {args.steps} steps; "
-          f"non-reference loss, lower is better\n{'':44s} {'loss':>7s}   spatial exposure  colour")
-    report("input (identity)", x, x)
+    what = f"whole photos ({photos})" if args.whole else f"{args.crops} crops of {args.size}x{args.size} ({photos})"
+    print(f"{what}, {args.steps} steps; non-reference loss, lower is better\n"
+          f"{'':44s} {'loss':>7s}   spatial exposure  colour")
+    report("input (identity)", xs, xs)
     for per_channel, name in ((False, "best constant policy, same action on R,G,B"),
                               (True, "best constant policy, per channel")):
-        triple, _ = best_constant_policy(x, args.steps, action_set, per_channel=per_channel)
-        report(name, constant_result(x, triple, args.steps, action_set), x, f"actions {triple}")
+        triple, _ = best_constant_policy(xs, args.steps, action_set, per_channel=per_channel)
+        report(name, [constant_result(x, triple, args.steps, action_set) for x in xs], xs, f"actions {triple}")
     if Path(args.official).is_file():
-        report("released ReLLIE weights", greedy_rollout(load_official_rellie(args.official), x, args.steps)[0], x)
+        official = load_official_rellie(args.official)
+        report("released ReLLIE weights", [greedy_rollout(official, x, args.steps)[0] for x in xs], xs)
     else:
         print(f"released ReLLIE weights: {args.official} not found")
     policy = load_policy(args.model) if args.model else load_default()
-    report(f"ours ({args.model or 'shipped model'})", greedy_rollout(policy, x, args.steps)[0], x)
+    report(f"ours ({args.model or 'shipped model'})", [greedy_rollout(policy, x, args.steps)[0] for x in xs], xs)
 
 
 if __name__ == "__main__":

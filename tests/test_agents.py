@@ -292,6 +292,26 @@ def test_best_constant_policy_is_the_exhaustive_optimum():
     assert uniform[0] == uniform[1] == uniform[2] and uniform_loss >= loss
 
 
+def test_best_constant_policy_over_photos_of_different_sizes():
+    torch.manual_seed(1)
+    photos = [torch.rand(1, 3, 32, 48) * 0.3, torch.rand(1, 3, 20, 28) * 0.5]  # one pooled, one not
+    action_set = ActionSet(n_actions=5, offset=1, scale=0.25)
+    triple, loss = best_constant_policy(photos, steps=2, action_set=action_set)
+
+    def mean_loss(t):
+        finals = []
+        for x0 in photos:
+            x = x0
+            for _ in range(2):
+                x, _ = action_set.step(x, torch.tensor(t, dtype=torch.uint8).view(1, 3, 1, 1).expand(x0.shape))
+            finals.append(float(image_loss(x, x0).mean()))
+        return sum(finals) / 2  # each photo weighs the same, whatever its size
+
+    losses = {t: mean_loss(t) for t in np.ndindex(5, 5, 5)}
+    assert triple == min(losses, key=losses.get)
+    assert loss == pytest.approx(losses[triple], rel=1e-4)
+
+
 def test_greedy_rollout_applies_the_mode():
     policy = small_policy(init_alpha=1.0, init_alpha_spread=0.05)
     images = torch.full((1, 3, 32, 32), 0.2)
