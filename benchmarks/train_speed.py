@@ -6,6 +6,7 @@ backward, counted as 3 forwards, per pass over the rollout) divided by the convo
 in the same run, on the same tensor shapes (a forward+backward of the same network at the same batch, in
 the same precision). Each algorithm runs in float32 and under bfloat16 autocast (``bf16=True``).
 Usage: python benchmarks/train_speed.py [--batch 8] [--size 70] [--steps 10] [--width 64] [--episodes 2]
+                                       [--devices cpu cuda]
 """
 from __future__ import annotations
 
@@ -84,17 +85,19 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--ppo-epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=["cpu", "cuda"],
+                        help="where to measure (cuda only when present)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tune_cpu()  # as the batched env and train_sb3.py do: denormals flushed, freed memory reused
     print(f"batch {args.batch}, {args.size}x{args.size}, {args.steps} steps, width {args.width}, "
           f"{args.threads} thread(s); PPO: {args.ppo_epochs} epochs")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]
     for device in devices:
         for bf16 in (False, True):
             for algo in ("PixelA2C", "PixelPPO"):
                 measure(algo, args, device, bf16)
-    if "cuda" not in devices:
+    if "cuda" in args.devices and "cuda" not in devices:
         print("cuda: not available on this machine")
 
 
