@@ -366,6 +366,16 @@ def test_shipped_models_load_and_enhance(name):
     assert float(image_loss(final, crops).mean()) < float(image_loss(crops, crops).mean()) - 5.0
 
 
+def test_shipped_adaptive_model_beats_the_best_constant_policy_on_held_out_crops():
+    # The bar of benchmarks/heldout_bar.py: 16 crops of 96 px of the held-aside photos, 6 greedy steps.
+    from agents import load_default
+    from agents.enhance import heldout_crops, policy_loss_on
+
+    crops = heldout_crops(16, 96)
+    _, constant_loss = best_constant_policy(crops, steps=6)
+    assert policy_loss_on(load_default(name="adaptive"), crops) < constant_loss
+
+
 def test_unknown_shipped_model_is_refused():
     from agents import load_default
 
