@@ -8,7 +8,7 @@ instead (the constants are then searched on those), which separates learning fro
 scores the whole photos (cut to multiples of 16 px, each photo weighing the same) instead of crops.
 ``--fast`` also enhances the whole photos with ``agents.enhance.enhance`` in full and in fast mode and scores
 the results on the same crops (their regions of the photos) or whole photos, with fast mode's PSNR against
-full mode: the trade-off between beating the constant and fast mode's fidelity (README, "The adaptive model").
+full mode: the trade-off between beating the constant and fast mode's fidelity (README, "The bar against fast mode").
 Usage: python benchmarks/heldout_bar.py [--crops 16] [--size 96] [--steps 6] [--model PATH ...]
                                         [--split test] [--whole] [--fast]
 """
@@ -78,13 +78,10 @@ def report_enhance(policy: PixelActorCriticPolicy, xs: list[torch.Tensor], steps
         outs = [torch.from_numpy(enhance(policy, p, steps=steps, fast=mode == "fast")).permute(2, 0, 1)[None]
                 for p in photos]
         results[mode] = outs
-        if whole:
-            finals = outs
-        else:
-            size = xs[0].shape[-1]
-            finals = [torch.cat([outs[k][..., t : t + size, l : l + size] for k, t, l in boxes])]
         if whole and mode == "full":
             continue  # the same images as the greedy rollout's row above
+        size = xs[0].shape[-1]
+        finals = outs if whole else [torch.cat([outs[k][..., t : t + size, l : l + size] for k, t, l in boxes])]
         where = "whole photos" if whole else "crops' regions"
         note = "" if mode == "full" else "PSNR against full mode: " + ", ".join(
             f"{name} {float(psnr(fast, full)[0]):.1f} dB" for name, fast, full in zip(source.names, outs, results["full"]))
