@@ -1,7 +1,7 @@
 """The arguments that the single and the batched environment share, checked in one place."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,7 +41,7 @@ class EnvConfig:
     rotate_prob: float = 0.5
     max_rotation: float = 10.0
     min_scale: float = 1.0
-    degradation: Degradation = field(default_factory=Degradation)
+    degradation: Degradation | None = None
 
     def __post_init__(self) -> None:
         validate_reward_mode(self.reward_mode)
@@ -70,15 +70,19 @@ class EnvConfig:
 def sample_start(
     rng: np.random.Generator, source: ImageSet, augmentation: Augmentation, index: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Draw an episode's input image (and its target) from ``source``: the same draws in every environment."""
+    """Draw an episode's input image (and its target) from ``source``: the same draws in every environment.
+
+    A clean photo to darken is augmented first and its crop darkened afresh (when the source's degradation
+    is ``per_episode``): the darkening costs only the crop.
+    """
     if index is None:
-        index = int(rng.integers(len(source)))
+        index = source.draw(rng)
     elif not 0 <= index < len(source):
         raise ValueError(f"options['index'] must lie in [0, {len(source)}), got {index}")
-    image, target = augmentation(rng, source.images[index], source.targets[index])
-    if source.degradation is not None and target is not None:
-        image = source.degradation.apply(target, rng)
-    return image, target
+    if source.darkened(index) and source.degradation.per_episode:
+        clean, _ = augmentation(rng, source.target(index))
+        return source.degradation.apply(clean, rng), clean
+    return augmentation(rng, source.image(index), source.target(index))
 
 
 def check_actions(actions: np.ndarray | Sequence, shape: tuple[int, ...], n_actions: int) -> np.ndarray:

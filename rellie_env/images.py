@@ -1,15 +1,19 @@
-"""Image sources for the environment: built-in photos, folders and arrays; conversion and augmentation.
+"""Image sources for the environment: built-in photos, folders and arrays, real or darkened; augmentation.
 
 Everything here runs once per episode start (never inside a step) and works in numpy/OpenCV.
-Images are float32 ``H x W x 3`` RGB arrays in [0, 1].
+Images are float32 ``H x W x 3`` RGB arrays in [0, 1]. Sources are lazy: a folder's files are read when an
+episode first needs them (and kept in a bounded cache), so a training set of thousands of photos costs no
+start-up time and little memory.
 """
 from __future__ import annotations
 
 import os
 import warnings
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -25,6 +29,7 @@ BUILTIN_TEST = ("chelsea", "coffee")
 _SEED_ORDER = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "immunohistochemistry", "chelsea",
                "coffee", "retina")
 _BUILTIN_FILES = {"immunohistochemistry": "ihc.png"}
+DARKEN_PREFIX = "dark:"
 
 
 def to_float_rgb(image: np.ndarray) -> np.ndarray:
@@ -82,32 +87,199 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 @dataclass(frozen=True)
 class Degradation:
-    """How the built-in photos are made low-light: ``clip(gain * x**gamma + N(0, noise^2))``.
+    """How clean photos are made low-light: ``clip(gain * cast * x**gamma + noise)``.
 
-    Each photo draws its gamma and gain uniformly from the ranges, from a generator seeded with ``seed``,
-    so the built-in low-light set is the same on every machine (evaluation uses it). With ``per_episode``
-    (the default) an environment instead darkens each episode's crop of the clean photo afresh, with its
-    own seeded generator: training then sees every photo at many exposures and noise draws, so the agent
-    must read the exposure from the pixels rather than recognise six photos.
+    The defaults model real low light (the project's validation set uses them): gamma in [1.8, 2.8], gain in
+    [0.2, 0.5], a mild per-channel cast ``exp(U(-0.1, 0.1))``, and Poisson-Gaussian sensor noise: shot noise
+    of variance ``a * signal`` (``a`` drawn per image from ``shot_noise``) and Gaussian read noise of
+    standard deviation ``read_noise``. Each image draws its parameters from a generator seeded with ``seed``
+    and the image's own key, so a darkened set is the same on every machine. With ``per_episode`` (the
+    default) an environment instead darkens each episode's crop afresh with its own seeded generator:
+    training then sees every photo at many exposures and noise draws.
 
-    ``color_cast`` (0 by default, so the evaluation set has no cast) multiplies each channel's gain by
-    ``exp(u)``, ``u ~ U(-color_cast, color_cast)`` per channel: a training option that shows the agent colour
-    casts its few photos lack, as low-light sensors and unseen scenes have them.
+    :param gamma: range of the exponent.
+    :param gain: range of the overall gain.
+    :param color_cast: each channel's gain is multiplied by ``exp(u)``, ``u ~ U(-color_cast, color_cast)``.
+    :param shot_noise: range of the shot-noise variance per unit signal (``(0, 0)``: none).
+    :param read_noise: standard deviation of the Gaussian read noise.
+    :param seed: seed of the fixed darkening.
+    :param per_episode: environments darken each episode afresh (else they use the fixed darkening).
     """
 
-    gamma: tuple[float, float] = (2.0, 2.8)
-    gain: tuple[float, float] = (0.35, 0.6)
-    noise: float = 0.01
+    gamma: tuple[float, float] = (1.8, 2.8)
+    gain: tuple[float, float] = (0.2, 0.5)
+    color_cast: float = 0.1
+    shot_noise: tuple[float, float] = (5e-4, 2e-3)
+    read_noise: float = 1.5 / 255
     seed: int = 0
     per_episode: bool = True
-    color_cast: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "gain", "shot_noise"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo <= hi or not np.isfinite(hi):
+                raise ValueError(f"Degradation.{name} must be a range 0 <= lo <= hi, got {(lo, hi)}")
+        if not (0.0 <= self.color_cast < np.inf and 0.0 <= self.read_noise < np.inf):
+            raise ValueError("Degradation.color_cast and read_noise must be finite and non-negative")
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A darkened copy of the clean float RGB ``image``, drawn with ``rng``."""
         gamma, gain = rng.uniform(*self.gamma), rng.uniform(*self.gain)
         if self.color_cast:
             gain = gain * np.exp(rng.uniform(-self.color_cast, self.color_cast, 3)).astype(np.float32)
-        low = gain * np.power(image, gamma) + rng.normal(0.0, self.noise, image.shape)
+        signal = gain * np.power(image, gamma)
+        if self.shot_noise[1] > 0.0:
+            a = rng.uniform(*self.shot_noise)
+            signal = rng.poisson(signal / a) * a
+        low = signal + rng.normal(0.0, self.read_noise, image.shape)
         return np.clip(low, 0.0, 1.0).astype(np.float32)
+
+
+# The built-in photos' own darkening (Gaussian noise, no cast): the demo set that `make demo` scores.
+BUILTIN_DEGRADATION = Degradation(gamma=(2.0, 2.8), gain=(0.35, 0.6), color_cast=0.0, shot_noise=(0.0, 0.0),
+                                  read_noise=0.01)
+
+
+class _Cache:
+    """Decoded images by key, least recently used dropped beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: OrderedDict[object, np.ndarray] = OrderedDict()
+
+    def get(self, key: object, load: Callable[[], np.ndarray]) -> np.ndarray:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = load()
+        value.setflags(write=False)  # shared by every episode that uses it
+        self.items[key] = value
+        self.bytes += value.nbytes
+        while self.bytes > self.max_bytes and len(self.items) > 1:
+            self.bytes -= self.items.popitem(last=False)[1].nbytes
+        return value
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One image of a source: how to read it, whether it is a clean photo to darken, its target."""
+
+    name: str
+    read: Callable[[], np.ndarray]
+    darken: bool = False
+    seed: int = 0
+    read_target: Callable[[], np.ndarray] | None = None
+
+
+class _Column(Sequence):
+    """A read-only lazy sequence: ``column[i]`` is ``get(i)``."""
+
+    def __init__(self, get: Callable[[int], np.ndarray | None], n: int) -> None:
+        self.get, self.n = get, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self.get(k) for k in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.get(i % self.n)
+
+    def __iter__(self) -> Iterator[np.ndarray | None]:
+        return (self.get(i) for i in range(self.n))
+
+
+@dataclass
+class ImageSet:
+    """Low-light images with their names and optional ground-truth targets (same size, or ``None``).
+
+    Images come in two kinds. *Real* ones are used as they are (``targets[i]`` is a paired ground truth or
+    ``None``). *Darkened* ones are clean photos (the targets) made low-light by ``degradation``:
+    ``images[i]`` is the fixed, seeded darkening; environments darken each episode's crop afresh when
+    ``degradation.per_episode``. ``images`` and ``targets`` are lazy sequences; files are read when first
+    needed and kept in a cache of bounded size.
+
+    :param weights: probability of drawing each image at an episode start (``None``: uniform).
+    """
+
+    entries: list[_Entry]
+    degradation: Degradation = field(default_factory=Degradation)
+    skipped: list[str] = field(default_factory=list)
+    weights: np.ndarray | None = None
+    cache: _Cache = field(default_factory=_Cache, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    @property
+    def images(self) -> Sequence[np.ndarray]:
+        return _Column(self.image, len(self))
+
+    @property
+    def targets(self) -> Sequence[np.ndarray | None]:
+        return _Column(self.target, len(self))
+
+    def darkened(self, i: int) -> bool:
+        return self.entries[i].darken
+
+    def image(self, i: int) -> np.ndarray:
+        """The low-light image i (for a darkened photo, its fixed, seeded darkening)."""
+        entry = self.entries[i]
+        if not entry.darken:
+            return self.cache.get(("image", i), entry.read)
+        rng = np.random.default_rng([self.degradation.seed, entry.seed])
+        return self.cache.get(("dark", i), lambda: self.degradation.apply(self.target(i), rng))
+
+    def target(self, i: int) -> np.ndarray | None:
+        """The ground truth of image i (the clean photo of a darkened one), or ``None``."""
+        entry = self.entries[i]
+        if entry.darken:
+            return self.cache.get(("image", i), entry.read)
+        return None if entry.read_target is None else self.cache.get(("target", i), entry.read_target)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """A random index: uniform, or by ``weights``."""
+        if self.weights is None:
+            return int(rng.integers(len(self)))
+        return int(rng.choice(len(self), p=self.weights))
+
+
+@dataclass(frozen=True)
+class Source:
+    """One folder (or image file) of a training mix.
+
+    :param path: the folder (searched recursively) or file.
+    :param darken: the photos are clean: darken them (by the set's :class:`Degradation`); else they are
+        real low-light photos, used as they are.
+    :param weight: share of episodes drawn from this source, relative to the other sources' weights.
+    """
+
+    path: str
+    darken: bool = False
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike) -> "Source":
+        """``[dark:]PATH[@WEIGHT]``: e.g. ``dark:bsds500/train@0.5``."""
+        text = os.fspath(spec)
+        darken = text.startswith(DARKEN_PREFIX)
+        text = text[len(DARKEN_PREFIX):] if darken else text
+        path, at, weight = text.rpartition("@")
+        if not at or "/" in weight or os.sep in weight:
+            path, weight = text, "1"
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ValueError(f"data source {os.fspath(spec)!r}: the weight after '@' must be a number") from None
+        if not value > 0 or not np.isfinite(value):
+            raise ValueError(f"data source {os.fspath(spec)!r}: the weight must be positive, got {weight}")
+        return cls(path, darken, value)
 
 
 def _builtin_photo(name: str) -> np.ndarray:
@@ -121,97 +293,119 @@ def _builtin_photo(name: str) -> np.ndarray:
     return to_float_rgb(getattr(skimage.data, name)())
 
 
-@dataclass
-class ImageSet:
-    """Low-light images with their names and optional ground-truth targets (same size, or ``None``)."""
-
-    names: list[str]
-    images: list[np.ndarray]
-    targets: list[np.ndarray | None]
-    skipped: list[str] = field(default_factory=list)
-    # When set, environments darken each episode's target crop afresh instead of using ``images``.
-    degradation: Degradation | None = None
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def builtin_images(split: str = "train", degradation: Degradation = Degradation()) -> ImageSet:
-    """The built-in low-light set: scikit-image's colour photos, degraded; targets are the photos.
+def builtin_images(split: str = "train", degradation: Degradation = BUILTIN_DEGRADATION) -> ImageSet:
+    """The built-in low-light set: scikit-image's colour photos, darkened; targets are the photos.
 
     :param split: ``"train"``, ``"test"`` (held aside from training) or ``"all"``.
     """
     names = {"train": BUILTIN_TRAIN, "test": BUILTIN_TEST, "all": BUILTIN_TRAIN + BUILTIN_TEST}.get(split)
     if names is None:
         raise ValueError(f"builtin split must be 'train', 'test' or 'all', got {split!r}")
-    images, targets = [], []
-    for name in names:
-        # One generator per photo, seeded by its place in the full list: a photo degrades alike in every split.
-        rng = np.random.default_rng([degradation.seed, _SEED_ORDER.index(name)])
-        clean = _builtin_photo(name)
-        images.append(degradation.apply(clean, rng))
-        targets.append(clean)
-    return ImageSet(list(names), images, targets, degradation=degradation if degradation.per_episode else None)
+    # Each photo's darkening is seeded by its place in the full list: a photo degrades alike in every split.
+    entries = [_Entry(n, lambda n=n: _builtin_photo(n), True, _SEED_ORDER.index(n)) for n in names]
+    return ImageSet(entries, degradation)
+
+
+def _file_entries(path: Path, darken: bool) -> tuple[list[_Entry], list[str]]:
+    """Entries of a folder's (or one file's) images; files OpenCV has no reader for are skipped."""
+    files = [path] if path.is_file() else list_images(path)
+    entries, skipped = [], []
+    for f in files:
+        if not cv2.haveImageReader(str(f)):
+            skipped.append(str(f))
+            continue
+
+        def read(f: Path = f) -> np.ndarray:
+            image = read_image(f)
+            if image is None:
+                raise ValueError(f"image file {str(f)!r} could not be read")
+            return image
+
+        entries.append(_Entry(f.stem, read, darken, zlib.crc32(f.stem.encode())))
+    return entries, skipped
 
 
 def load_images(
-    data: str | os.PathLike | Sequence[np.ndarray] = "builtin",
+    data: str | os.PathLike | Source | Sequence = "builtin",
     targets: str | os.PathLike | None = None,
-    degradation: Degradation = Degradation(),
+    degradation: Degradation | None = None,
 ) -> ImageSet:
     """Load an image source.
 
-    :param data: ``"builtin"`` (= ``"builtin:train"``), ``"builtin:test"``, ``"builtin:all"``, a folder
-        (searched recursively; unreadable files are skipped with a warning and listed in ``skipped``),
-        a single image file, or a list of arrays (any form :func:`to_float_rgb` accepts).
-    :param targets: optional folder of ground-truth images paired with ``data`` by file stem.
-    :param degradation: how built-in photos are darkened.
+    :param data: ``"builtin"`` (= ``"builtin:train"``), ``"builtin:test"``, ``"builtin:all"``; a folder
+        (searched recursively; files OpenCV cannot read are skipped with a warning and listed in
+        ``skipped``) or an image file of real low-light photos; ``"dark:PATH"`` for clean photos to darken
+        (their targets are the photos); a :class:`Source`; a list of such sources (a mix: each episode
+        draws a source by its weight, ``PATH@WEIGHT``, equal by default, then an image of it); or a list
+        of arrays (any form :func:`to_float_rgb` accepts).
+    :param targets: optional folder of ground-truth images paired with ``data`` by file stem (one folder
+        of real photos).
+    :param degradation: how clean photos are darkened (default: :data:`BUILTIN_DEGRADATION` for the
+        built-in photos, :class:`Degradation`'s low-light model for ``dark:`` folders).
     """
     if isinstance(data, str) and data.startswith("builtin"):
         _, _, split = data.partition(":")
-        return builtin_images(split or "train", degradation)
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        files = [path] if path.is_file() else list_images(path)
-        names, images, skipped = [], [], []
-        for f in files:
-            img = read_image(f)
-            if img is None:
-                skipped.append(str(f))
-            else:
-                names.append(f.stem)
-                images.append(img)
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped)}", stacklevel=2)
-        if not images:
-            raise ValueError(f"no readable image in {str(path)!r} (unreadable: {', '.join(skipped)})")
-        result = ImageSet(names, images, [None] * len(images), skipped)
+        return builtin_images(split or "train", BUILTIN_DEGRADATION if degradation is None else degradation)
+    degradation = Degradation() if degradation is None else degradation
+    if isinstance(data, (str, os.PathLike, Source)):
+        data = [data]
+    if len(data) and all(isinstance(d, (str, os.PathLike, Source)) for d in data):
+        result = _load_sources([d if isinstance(d, Source) else Source.parse(d) for d in data], degradation)
     else:
         images = [to_float_rgb(a) for a in data]
         if not images:
             raise ValueError("the list of images is empty")
-        result = ImageSet([f"image{i}" for i in range(len(images))], images, [None] * len(images))
+        entries = [_Entry(f"image{i}", lambda a=a: a) for i, a in enumerate(images)]
+        result = ImageSet(entries, degradation)
     if targets is not None:
-        by_stem = {f.stem: f for f in list_images(targets)}
-        for i, name in enumerate(result.names):
-            if name in by_stem:
-                target = read_image(by_stem[name])
-                if target is not None and target.shape == result.images[i].shape:
-                    result.targets[i] = target
-                else:
-                    warnings.warn(f"target for {name!r} unreadable or of another size; ignored", stacklevel=2)
+        _pair_targets(result, targets)
     return result
+
+
+def _load_sources(sources: list[Source], degradation: Degradation) -> ImageSet:
+    entries, skipped, weights = [], [], []
+    for source in sources:
+        mine, bad = _file_entries(Path(source.path), source.darken)
+        if bad:
+            warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad)}", stacklevel=3)
+        if not mine:
+            raise ValueError(f"no readable image in {source.path!r} (unreadable: {', '.join(bad)})")
+        skipped += bad
+        entries += mine
+        weights += [source.weight / len(mine)] * len(mine)
+    p = np.asarray(weights) / np.sum(weights)
+    uniform = len(sources) == 1 or np.allclose(p, p[0])
+    return ImageSet(entries, degradation, skipped, None if uniform else p)
+
+
+def _pair_targets(images: ImageSet, folder: str | os.PathLike) -> None:
+    """Attach the ground truths in ``folder`` to the real images of the same file stem (size checked on read)."""
+    by_stem = {f.stem: f for f in list_images(folder)}
+    for i, entry in enumerate(images.entries):
+        if entry.darken or entry.name not in by_stem:
+            continue
+
+        def read(path: Path = by_stem[entry.name], i: int = i) -> np.ndarray:
+            target = read_image(path)
+            if target is None or target.shape != images.image(i).shape:
+                raise ValueError(f"target {str(path)!r} is unreadable or not the size of its image")
+            return target
+
+        images.entries[i] = _Entry(entry.name, entry.read, False, entry.seed, read)
 
 
 @dataclass(frozen=True)
 class Augmentation:
     """Random crops, flips and small rotations, as released (PixelRL's loader), and optional rescaling.
 
+    Only the crop is computed: a flip and a rotation become one affine map from the photo to the crop window
+    (``cv2.warpAffine`` of ``crop_size**2`` pixels), never a transformed copy of the whole photo.
+
     :param crop_size: side of the square crop; ``None`` keeps the whole image. An image smaller than the
         crop is first resized (bilinear) so that its shorter side equals ``crop_size``.
     :param flip_prob: probability of a horizontal flip.
-    :param rotate_prob: probability of a rotation by up to ``max_rotation`` degrees either way
-        (border reflected, where the released code filled black).
+    :param rotate_prob: probability of a rotation about the image centre by up to ``max_rotation`` degrees
+        either way (border reflected, where the released code filled black).
     :param min_scale: below 1, the image is first shrunk (area interpolation) by a factor drawn
         log-uniformly from ``[min_scale, 1]``, so that the agent sees scenes at many scales, as it does
         photos of any resolution and fast enhancement's downscaled copy (1, the default, draws nothing).
@@ -228,33 +422,48 @@ class Augmentation:
             raise ValueError(f"crop_size must be at least 16 (one exposure patch), got {self.crop_size}")
         if not 0.0 < self.min_scale <= 1.0:
             raise ValueError(f"min_scale must lie in (0, 1], got {self.min_scale}")
+        for name in ("flip_prob", "rotate_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.max_rotation <= 180.0:
+            raise ValueError(f"max_rotation must lie in [0, 180] degrees, got {self.max_rotation}")
 
     def __call__(
         self, rng: np.random.Generator, image: np.ndarray, target: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Augment ``image`` (and ``target`` alike); the random draws are the same with or without target."""
+        """Augment ``image`` (and ``target`` alike); the random draws are the same with or without target.
+
+        :return: new float32 arrays (never views of the inputs).
+        """
         pair = [image] if target is None else [image, target]
         if self.min_scale < 1.0:
             scale = float(np.exp(rng.uniform(np.log(self.min_scale), 0.0)))
             h, w = image.shape[:2]
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            pair = [cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA) for p in pair]
-        if rng.random() < self.flip_prob:
-            pair = [p[:, ::-1] for p in pair]
-        if rng.random() < self.rotate_prob:
-            angle = float(rng.uniform(-self.max_rotation, self.max_rotation))
-            h, w = pair[0].shape[:2]  # after any rescaling above
-            m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-            pair = [cv2.warpAffine(np.ascontiguousarray(p), m, (w, h), borderMode=cv2.BORDER_REFLECT_101) for p in pair]
-        if self.crop_size is not None:
-            c = self.crop_size
+            pair = [cv2.resize(p, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3) for p in pair]
+        flip = rng.random() < self.flip_prob
+        angle = float(rng.uniform(-self.max_rotation, self.max_rotation)) if rng.random() < self.rotate_prob else None
+        c = self.crop_size
+        h, w = pair[0].shape[:2]
+        if c is not None and min(h, w) < c:
+            scale = c / min(h, w)
+            size = (max(c, round(w * scale)), max(c, round(h * scale)))
+            pair = [cv2.resize(p, size, interpolation=cv2.INTER_LINEAR).reshape(size[1], size[0], 3) for p in pair]
             h, w = pair[0].shape[:2]
-            if min(h, w) < c:
-                scale = c / min(h, w)
-                size = (max(c, round(w * scale)), max(c, round(h * scale)))
-                pair = [cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_LINEAR) for p in pair]
-                h, w = pair[0].shape[:2]
-            y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            pair = [p[y : y + c, x : x + c] for p in pair]
-        pair = [np.ascontiguousarray(p, dtype=np.float32) for p in pair]
-        return pair[0], (pair[1] if target is not None else None)
+        y, x = (0, 0) if c is None else (int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1)))
+        out_h, out_w = (h, w) if c is None else (c, c)
+        if angle is None:
+            if flip:  # the window of the flipped photo is the mirrored window of the photo, mirrored
+                pair = [p[y : y + out_h, w - x - out_w : w - x][:, ::-1] for p in pair]
+            else:
+                pair = [p[y : y + out_h, x : x + out_w] for p in pair]
+            out = [np.array(p, dtype=np.float32) for p in pair]
+        else:
+            # photo -> flipped photo -> rotated about the centre -> crop window, as one affine map
+            m = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), [0.0, 0.0, 1.0]])
+            if flip:
+                m = m @ np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            m[:2, 2] -= (x, y)
+            out = [cv2.warpAffine(p, m[:2], (out_w, out_h), borderMode=cv2.BORDER_REFLECT_101)
+                   .reshape(out_h, out_w, 3).astype(np.float32, copy=False) for p in pair]
+        return out[0], (out[1] if target is not None else None)

@@ -254,8 +254,9 @@ def test_color_cast_scales_the_channels_apart():
     from rellie_env.images import Degradation
 
     clean = np.full((8, 8, 3), 0.8, np.float32)
-    plain = Degradation(noise=0.0).apply(clean, np.random.default_rng(0))
-    cast = Degradation(noise=0.0, color_cast=0.4).apply(clean, np.random.default_rng(0))
+    quiet = dict(shot_noise=(0.0, 0.0), read_noise=0.0)
+    plain = Degradation(color_cast=0.0, **quiet).apply(clean, np.random.default_rng(0))
+    cast = Degradation(color_cast=0.4, **quiet).apply(clean, np.random.default_rng(0))
     assert np.ptp(plain.mean((0, 1))) == 0 and np.ptp(cast.mean((0, 1))) > 0.01
     ratios = cast.mean((0, 1)) / plain.mean((0, 1))
     assert np.all((np.exp(-0.4) <= ratios) & (ratios <= np.exp(0.4)))
@@ -356,7 +357,7 @@ def test_builtin_splits_are_disjoint_and_each_photo_degrades_alike_in_every_spli
     assert not set(BUILTIN_TRAIN) & set(BUILTIN_TEST)
     train, test, every = (builtin_images(split) for split in ("train", "test", "all"))
     assert every.names == train.names + test.names == list(BUILTIN_TRAIN + BUILTIN_TEST)
-    for image, target in zip(train.images + test.images, every.images):
+    for image, target in zip(list(train.images) + list(test.images), every.images):
         np.testing.assert_array_equal(image, target)
     for image, clean in zip(every.images, every.targets):
         assert image.shape == clean.shape and image.dtype == np.float32
