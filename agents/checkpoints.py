@@ -18,9 +18,6 @@ from agents.policies import PixelActorCriticPolicy
 
 WEIGHTS_FORMAT = "rellie-policy-v1"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "rellie_default.pt"
-# The second shipped model: locally adaptive, lower non-reference loss, patchier images (README).
-ADAPTIVE_MODEL = DEFAULT_MODEL.with_name("rellie_adaptive.pt")
-SHIPPED_MODELS = {"default": DEFAULT_MODEL, "adaptive": ADAPTIVE_MODEL}
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -96,12 +93,7 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return policy.to(device).eval()
 
 
-def load_default(device: str | torch.device = "cpu", name: str = "default") -> PixelActorCriticPolicy:
-    """A model that ships with the package (trained with this code on the built-in photos; see README).
-
-    :param name: ``"default"`` (used by ``evaluate.py`` and ``make demo``) or ``"adaptive"`` (a locally
-        adaptive agent: a lower non-reference loss, patchier local contrast, not for fast mode).
-    """
-    if name not in SHIPPED_MODELS:
-        raise ValueError(f"no shipped model {name!r}; choose from {', '.join(SHIPPED_MODELS)}")
-    return load_policy(SHIPPED_MODELS[name], device)
+def load_default(device: str | torch.device = "cpu") -> PixelActorCriticPolicy:
+    """The model that ships with the package (used by ``rellie-evaluate``, ``rellie-enhance`` and ``make demo``;
+    how it was trained: README, "The shipped model")."""
+    return load_policy(DEFAULT_MODEL, device)

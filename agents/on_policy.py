@@ -11,9 +11,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.buffers import PixelRolloutBuffer
 from agents.distributions import PixelCategoricalDistribution
-from rellie_env.core import final_loss_shares
 from rellie_env.losses import smoothness_loss
-from rellie_env.vector import LowLightSB3VecEnv
+from rellie_env.vector import TensorVecEnv
 
 FINAL_KEYS = ("image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss/smoothness", "psnr", "ssim")
 
@@ -21,14 +20,14 @@ FINAL_KEYS = ("image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss
 class PixelOnPolicyMixin:
     """Rollout collection for pixel-wise on-policy algorithms (mixed into SB3's ``A2C`` / ``PPO``).
 
-    With :class:`~rellie_env.vector.LowLightSB3VecEnv` a rollout stays in torch on the env's device; with
-    any other ``VecEnv`` (e.g. ``DummyVecEnv`` of ``LowLight-v0``) the reward map is read from
-    ``info["reward_map"]``, falling back to the scalar reward at every pixel for an env without one.
-    ``reward_scale`` multiplies the reward maps before they are stored. With ``final_credit`` the stored
-    rewards are instead each action's share of the episode's final loss
-    (:func:`rellie_env.core.final_loss_shares`): it needs a ``LowLightSB3VecEnv`` and rollouts of exactly
-    one episode (``n_steps`` = the env's ``max_steps``), and gamma 0, since each reward already holds what
-    its action did to the outcome.
+    With an env that follows :class:`~rellie_env.vector.TensorVecEnv` (``LowLightSB3VecEnv``) a rollout stays
+    in torch on the env's device; with any other ``VecEnv`` (e.g. ``DummyVecEnv`` of ``LowLight-v0``) the
+    reward map is read from ``info["reward_map"]``, falling back to the scalar reward at every pixel for an
+    env without one. ``reward_scale`` multiplies the reward maps before they are stored. With
+    ``final_credit`` the rewards are instead relabelled, once the rollout's episode is over, by the env's
+    ``final_loss_credit``: each action's share of the episode's final loss. It needs a ``TensorVecEnv``,
+    rollouts of exactly one episode (``n_steps`` = the env's ``max_steps``) and gamma 0, since each reward
+    already holds what its action did to the outcome.
     """
 
     reward_scale: float = 1.0
@@ -36,22 +35,57 @@ class PixelOnPolicyMixin:
     bf16: bool = False
     final_credit: bool = False
 
-    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool, final_credit: bool) -> None:
+    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool, final_credit: bool,
+                     gamma: float | None, default_gamma: float) -> float:
+        """Check and keep the pixel-wise settings; returns the discount to use (0 with ``final_credit``)."""
+        if not (reward_scale > 0 and np.isfinite(reward_scale)):
+            raise ValueError(f"reward_scale must be positive, got {reward_scale}")
+        if not (alpha_smoothness_coef >= 0 and np.isfinite(alpha_smoothness_coef)):
+            raise ValueError(f"alpha_smoothness_coef must be non-negative, got {alpha_smoothness_coef}")
+        if final_credit and gamma not in (None, 0.0):
+            raise ValueError(f"final_credit needs gamma = 0 (each reward already holds its action's whole effect), "
+                             f"got gamma = {gamma}")
         self.reward_scale = reward_scale
         self.alpha_smoothness_coef = alpha_smoothness_coef
         self.bf16 = bf16
         self.final_credit = final_credit
         self.final_info_buffer: deque[dict] = deque(maxlen=100)
+        return 0.0 if final_credit else (default_gamma if gamma is None else gamma)
+
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        self._pixel_setup_model()
+
+    def learn(self, total_timesteps: int, *args, tb_log_name: str | None = None, **kwargs):
+        """SB3's ``learn``; TensorBoard runs are named after the algorithm (``PixelA2C_1``, ``PixelPPO_1``)."""
+        return super().learn(total_timesteps, *args, tb_log_name=tb_log_name or type(self).__name__, **kwargs)  # type: ignore[misc]
 
     def _autocast(self):
         """bfloat16 autocast of the network when ``bf16`` (AMX/AVX-512 CPUs and recent GPUs run it 2-3x
         faster); logits, values and every loss stay float32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
+    def _check_final_credit(self, env: VecEnv | None) -> None:
+        """``final_credit`` needs gamma 0, a :class:`TensorVecEnv` and rollouts of one whole episode."""
+        if not self.final_credit:
+            return
+        if self.gamma != 0.0:
+            raise ValueError(f"final_credit needs gamma = 0 (each reward already holds its action's whole effect), "
+                             f"got gamma = {self.gamma}")
+        if env is None:
+            return
+        if not isinstance(env, TensorVecEnv):
+            raise ValueError("final_credit needs an env that steps in torch (rellie_env.vector.LowLightSB3VecEnv)")
+        if self.n_steps != env.max_steps:
+            raise ValueError(f"final_credit needs rollouts of exactly one episode: n_steps = max_steps "
+                             f"({env.max_steps}), got n_steps = {self.n_steps}")
+
     def _env_step(self, env: VecEnv, actions: torch.Tensor):
-        if isinstance(env, LowLightSB3VecEnv):
-            obs, reward_map, dones, infos = env.step_tensors(actions.to(env.batched.device))
-            return obs.to(self.device), reward_map.to(self.device), dones, infos
+        """Step ``env``: ``(next_obs, reward maps (None under final_credit), dones, infos)`` as tensors."""
+        if isinstance(env, TensorVecEnv):
+            step = env.step_tensors(actions.to(env.device), reward_maps=not self.final_credit)
+            maps = None if step.reward_maps is None else step.reward_maps.to(self.device)
+            return step.obs.to(self.device), maps, step.dones, step.infos
         obs, rewards, dones, infos = env.step(actions.cpu().numpy().reshape(env.num_envs, *self.action_space.shape))
         h, w = self.observation_space.shape[1:]
         maps = np.stack([info.get("reward_map", np.full((h, w), r, np.float32)) for info, r in zip(infos, rewards)])
@@ -72,12 +106,12 @@ class PixelOnPolicyMixin:
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: PixelRolloutBuffer, n_rollout_steps: int
     ) -> bool:
         """Fill ``rollout_buffer`` with ``n_rollout_steps`` steps of every env (maps per pixel)."""
+        self._check_final_credit(env)
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         callback.on_rollout_start()
         obs = obs_as_tensor(self._last_obs, self.device) if isinstance(self._last_obs, np.ndarray) else self._last_obs
         starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
-        step_rewards = []
         for _ in range(n_rollout_steps):
             with torch.no_grad(), self._autocast():
                 actions, values, log_probs = self.policy.act_pixels(obs)
@@ -88,18 +122,17 @@ class PixelOnPolicyMixin:
                 return False
             self._update_info_buffer(infos, dones)
             self.final_info_buffer.extend({k: i[k] for k in FINAL_KEYS if k in i} for i in infos if "episode" in i)
-            reward_map = self._reward_heads(reward_map)
-            step_rewards.append(reward_map.sum(1).mean())
-            rollout_buffer.add(obs, actions, reward_map * self.reward_scale, starts, values, log_probs)
+            reward = torch.zeros_like(values) if reward_map is None else self._reward_heads(reward_map) * self.reward_scale
+            rollout_buffer.add(obs, actions, reward, starts, values, log_probs)
             obs = new_obs
             starts = torch.as_tensor(dones, dtype=torch.float32, device=self.device)
         if self.final_credit:
-            self._credit_final_loss(env, rollout_buffer)
+            self._credit_final_loss(env, rollout_buffer, infos)
         with torch.no_grad(), self._autocast():
             last_values = self.policy.value_map(obs)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=starts)
         self._last_obs, self._last_episode_starts = obs, dones
-        self.logger.record("rollout/step_reward_mean", float(torch.stack(step_rewards).mean()))
+        self.logger.record("rollout/step_reward_mean", float(rollout_buffer.rewards.sum(2).mean()) / self.reward_scale)
         for key in FINAL_KEYS:
             values = [i[key] for i in self.final_info_buffer if key in i]
             if values:
@@ -108,15 +141,18 @@ class PixelOnPolicyMixin:
         callback.on_rollout_end()
         return True
 
-    def _credit_final_loss(self, env: VecEnv, buffer: PixelRolloutBuffer) -> None:
-        """Replace the stored rewards with each action's share of the episode's final loss."""
-        if not isinstance(env, LowLightSB3VecEnv):
-            raise ValueError("final_credit needs a LowLightSB3VecEnv (it recomputes the losses in torch)")
-        config = env.batched.config
-        if buffer.buffer_size != config.max_steps or not bool(buffer.episode_starts[0].all()):
-            raise ValueError(f"final_credit needs rollouts of exactly one episode: n_steps = max_steps ({config.max_steps})")
-        shares = final_loss_shares(buffer.observations, buffer.actions, config.action_set, config.weights)
+    def _credit_final_loss(self, env: TensorVecEnv, buffer: PixelRolloutBuffer, infos: list[dict]) -> None:
+        """Relabel the stored rewards: each action's share of its episode's final loss (``final_credit``); the
+        episode records in the last step's ``infos`` get the relabelled returns."""
+        if not bool(buffer.episode_starts[0].all()):
+            raise ValueError(f"final_credit needs rollouts that start with their episodes (n_steps = max_steps = "
+                             f"{env.max_steps})")
+        shares = env.final_loss_credit(buffer.observations, buffer.actions)
         buffer.rewards = self._reward_heads(shares.flatten(0, 1)).view_as(buffer.rewards) * self.reward_scale
+        returns = shares.sum(2).mean((2, 3)).sum(0).tolist()  # per episode: summed over heads and steps
+        for info, value in zip(infos, returns):
+            if "episode" in info:
+                info["episode"]["r"] = value
 
     def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
         """Advantages normalised over every pixel (and head) of the batch, when ``normalize_advantage``."""
@@ -159,5 +195,6 @@ class PixelOnPolicyMixin:
         """After SB3's ``_setup_model``: check the rollout buffer keeps maps, one per value head of the policy."""
         if not isinstance(self.rollout_buffer, PixelRolloutBuffer):
             raise TypeError("pixel-wise algorithms need rollout_buffer_class=PixelRolloutBuffer")
+        self._check_final_credit(self.env)
         self.rollout_buffer.value_heads = self.policy.value_heads
         self.rollout_buffer.reset()

@@ -26,8 +26,9 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored (returns scale with it).
     :param bf16: run the network under bfloat16 autocast (losses stay float32).
-    :param final_credit: reward each action with its share of the episode's final loss
-        (:func:`rellie_env.core.final_loss_shares`) instead of the env's reward maps; use ``gamma=0``.
+    :param gamma: discount (1.05 as released; 0, and only 0, with ``final_credit``).
+    :param final_credit: reward each action with its share of the episode's final loss (the env's
+        ``final_loss_credit``, :class:`rellie_env.vector.TensorVecEnv`) instead of its reward maps.
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps, a
         differentiable stand-in for the environment's smoothness term on sampled maps.
     :param normalize_advantage: normalise advantages over all pixels of the batch.
@@ -40,7 +41,7 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         env: Any = None,
         learning_rate: float = 5e-4,
         n_steps: int = 10,
-        gamma: float = 1.05,
+        gamma: float | None = None,
         gae_lambda: float = 1.0,
         ent_coef: float = 0.01,
         vf_coef: float = 0.5,
@@ -53,17 +54,13 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         use_rms_prop: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit)
+        gamma = self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 1.05)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
             ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, use_rms_prop=use_rms_prop,
             normalize_advantage=normalize_advantage, **kwargs,
         )
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._pixel_setup_model()
 
     def train(self) -> None:
         """One gradient step on the whole rollout (all steps, all envs, all pixels)."""

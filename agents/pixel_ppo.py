@@ -23,8 +23,9 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored.
     :param bf16: run the network under bfloat16 autocast (losses stay float32).
-    :param final_credit: reward each action with its share of the episode's final loss
-        (:func:`rellie_env.core.final_loss_shares`) instead of the env's reward maps; use ``gamma=0``.
+    :param gamma: discount (0.95; 0, and only 0, with ``final_credit``).
+    :param final_credit: reward each action with its share of the episode's final loss (the env's
+        ``final_loss_credit``, :class:`rellie_env.vector.TensorVecEnv`) instead of its reward maps.
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps.
     :param kwargs: other arguments of SB3's ``PPO``.
     """
@@ -37,7 +38,7 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         n_steps: int = 10,
         batch_size: int = 16,
         n_epochs: int = 4,
-        gamma: float = 0.95,
+        gamma: float | None = None,
         gae_lambda: float = 0.95,
         clip_range: float = 0.2,
         ent_coef: float = 0.01,
@@ -49,17 +50,13 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         final_credit: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit)
+        gamma = self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 0.95)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
             gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, ent_coef=ent_coef, vf_coef=vf_coef,
             max_grad_norm=max_grad_norm, **kwargs,
         )
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._pixel_setup_model()
 
     def train(self) -> None:
         """``n_epochs`` passes over the rollout in minibatches of ``batch_size`` images."""

@@ -1,4 +1,4 @@
-"""Training bookkeeping for train_sb3.py: per-episode records, held-out evaluation, checkpoints, plots."""
+"""Training bookkeeping for ``rellie-train``: per-batch records, validation fidelity, exact checkpoints, plots."""
 from __future__ import annotations
 
 import csv
@@ -6,35 +6,47 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 
-from agents.checkpoints import save_model
-from agents.enhance import best_constant_policy, heldout_crops, policy_loss_on
+from agents.checkpoints import atomic_write, save_model
+from agents.evaluation import ValidationCrops
 
-CURVE_FIELDS = ("episode", "reward", "image_loss", "loss/spatial", "loss/exposure", "loss/color",
-                "loss/smoothness", "psnr", "heldout_loss")
+TRAINING_FIELDS = ("reward", "image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss/smoothness")
+VALIDATION_FIELDS = ("val_psnr", "val_ssim")
+CURVE_FIELDS = ("episode", *TRAINING_FIELDS, *VALIDATION_FIELDS)
 
 
 class TrainingMonitor(BaseCallback):
-    """After each batch of episodes: record its return and final loss terms, evaluate the greedy policy on
-    held-aside built-in crops every ``eval_every`` episodes, checkpoint every ``checkpoint_every``.
+    """Bookkeeping after each batch of episodes, once its update is done: its return and final loss terms,
+    the greedy policy's fidelity (PSNR, SSIM) on fixed validation crops every ``eval_every`` batches, one row
+    of ``learning_curve.csv`` and of the logger, and every ``checkpoint_every`` batches (and at the end) a
+    checkpoint from which ``rellie-train --resume`` continues exactly. The validation scores are followed,
+    never used to pick a checkpoint.
 
     :param out: output folder (``learning_curve.csv``, ``checkpoints/``).
     :param batch: images per batch (to count episodes).
-    :param checkpoint_every: episodes between checkpoints (``checkpoints/latest.zip``, written atomically).
-    :param eval_every: episodes between held-out evaluations (0: never).
-    :param start_episode: episodes already done (when resuming).
+    :param checkpoint_every: batches between checkpoints (``checkpoints/latest.zip`` and its ``.state.pt``).
+    :param eval_every: batches between validations (0: never).
+    :param validation: the crops to validate on (needed when ``eval_every``).
+    :param steps: greedy steps of the validation rollouts.
+    :param start_episode: batches already done (when resuming).
     """
 
-    def __init__(self, out: Path, batch: int, checkpoint_every: int, eval_every: int, start_episode: int = 0):
+    def __init__(self, out: Path, batch: int, checkpoint_every: int, eval_every: int,
+                 validation: ValidationCrops | None = None, steps: int = 6, start_episode: int = 0):
         super().__init__()
+        if eval_every and validation is None:
+            raise ValueError("eval_every needs validation crops")
         self.out, self.batch = Path(out), batch
         self.checkpoint_every, self.eval_every = checkpoint_every, eval_every
+        self.validation, self.steps = validation, steps
         self.episode = start_episode
         self.rows: list[dict] = []
-        self.heldout = heldout_crops(16, 96) if eval_every else None
+        self.pending: dict | None = None
         self.curve = self.out / "learning_curve.csv"
-        if start_episode == 0 or not self.curve.exists():
+        if not self.curve.exists():
             with open(self.curve, "w", newline="") as f:
                 csv.writer(f).writerow(CURVE_FIELDS)
 
@@ -47,34 +59,107 @@ class TrainingMonitor(BaseCallback):
             return
         self.episode += 1
         row = {"episode": self.episode, "reward": float(np.mean([i["episode"]["r"] for i in infos]))}
-        for key in CURVE_FIELDS[2:-1]:
+        for key in TRAINING_FIELDS[1:]:
             values = [i[key] for i in infos if key in i]
             row[key] = float(np.mean(values)) if values else float("nan")
-        row["heldout_loss"] = float("nan")
+        self.pending = row
+
+    def _on_rollout_start(self) -> None:
+        self._finish_batch()  # the previous batch's update is done
+
+    def _on_training_end(self) -> None:
+        self._finish_batch()
+        save_checkpoint(self.model, self.out / "checkpoints" / "latest.zip", self.episode)
+
+    def _finish_batch(self) -> None:
+        if self.pending is None:
+            return
+        row, self.pending = self.pending, None
+        row["val_psnr"] = row["val_ssim"] = float("nan")
         if self.eval_every and (self.episode % self.eval_every == 0 or self.episode == 1):
-            heldout = self.heldout.to(self.model.device)
-            row["heldout_loss"] = policy_loss_on(self.model.policy, heldout)  # in the policy's own action set
-            self.logger.record("eval/heldout_loss", row["heldout_loss"])
+            row["val_psnr"], row["val_ssim"] = self.validation.score(self.model.policy, self.steps)
+            self.logger.record("eval/psnr", row["val_psnr"])
+            self.logger.record("eval/ssim", row["val_ssim"])
+        self.logger.record("episode", self.episode)
         self.logger.record("rollout/episode_reward", row["reward"])
-        for key in CURVE_FIELDS[2:-1]:
+        for key in TRAINING_FIELDS[1:]:
             self.logger.record(f"rollout/final_{key.replace('loss/', 'loss_')}", row[key])
         self.rows.append(row)
         with open(self.curve, "a", newline="") as f:
             csv.writer(f).writerow([row[k] for k in CURVE_FIELDS])
-        if self.checkpoint_every and self.episode % self.checkpoint_every == 0:
-            save_model(self.model, self.out / "checkpoints" / "latest.zip")
         self.logger.dump(self.num_timesteps)
+        if self.checkpoint_every and self.episode % self.checkpoint_every == 0:
+            save_checkpoint(self.model, self.out / "checkpoints" / "latest.zip", self.episode)
 
     def summary(self) -> str:
-        evals = [r for r in self.rows if not np.isnan(r["heldout_loss"])]
+        evals = [r for r in self.rows if not np.isnan(r["val_psnr"])]
         if not evals:
             return f"{self.episode} episodes"
-        return (f"{self.episode} episodes; held-out non-reference loss of the greedy policy "
-                f"{evals[0]['heldout_loss']:.3f} (episode {evals[0]['episode']}) -> {evals[-1]['heldout_loss']:.3f}")
+        first, last = evals[0], evals[-1]
+        return (f"{self.episode} episodes; validation PSNR / SSIM of the greedy policy {first['val_psnr']:.2f} dB / "
+                f"{first['val_ssim']:.4f} (episode {first['episode']}) -> {last['val_psnr']:.2f} dB / {last['val_ssim']:.4f}")
+
+
+def save_checkpoint(model: BaseAlgorithm, path: Path, episode: int) -> None:
+    """The model (``path``, SB3's zip: weights, optimiser, counters) and what SB3 does not keep
+    (``path.state.pt``): the batch count, torch's random state and the env's (its episodes in progress and
+    the random streams of its data), so that a resumed run repeats exactly what an uninterrupted one does."""
+    state = {"episode": episode, "num_timesteps": model.num_timesteps, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+             "env": model.get_env().state_dict() if hasattr(model.get_env(), "state_dict") else None}
+    atomic_write(state_path(path), lambda tmp: torch.save(state, tmp))
+    save_model(model, path)
+
+
+def state_path(checkpoint: Path) -> Path:
+    return Path(checkpoint).with_suffix(".state.pt")
+
+
+def resume_state(model: BaseAlgorithm, checkpoint: Path) -> int:
+    """Put back what :func:`save_checkpoint` kept beside ``checkpoint``; returns the batches done.
+
+    Without that file (a checkpoint from elsewhere) the run continues from the weights and counters alone:
+    its data stream then starts afresh.
+    """
+    path = state_path(checkpoint)
+    if not path.is_file():
+        return int(model.num_timesteps // (model.n_envs * model.n_steps))
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["num_timesteps"] != model.num_timesteps:
+        raise ValueError(f"{str(path)!r} does not belong to {str(checkpoint)!r} (another batch count)")
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    env = model.get_env()
+    if state["env"] is not None and hasattr(env, "load_state_dict"):
+        env.load_state_dict(state["env"])
+        model._last_obs = env.current_observations()  # episodes go on from here: no new reset
+        model._last_episode_starts = np.ones(env.num_envs, dtype=bool)
+    return int(state["episode"])
+
+
+class ResumableCSV(CSVOutputFormat):
+    """SB3's CSV log, continuing an existing file (SB3's own truncates it)."""
+
+    def __init__(self, filename: str | Path) -> None:
+        path = Path(filename)
+        if not path.is_file() or path.stat().st_size == 0:
+            super().__init__(str(path))
+            return
+        self.file = open(path, "r+")
+        self.keys = next(csv.reader([self.file.readline()]))
+        self.file.seek(0, 2)
+        self.separator, self.quotechar = ",", '"'
+
+
+def run_logger(out: Path, resume: bool) -> Logger:
+    """The run's logger: ``progress.csv`` (continued when resuming) and TensorBoard events in ``tensorboard/``."""
+    csv_format = ResumableCSV(out / "progress.csv") if resume else CSVOutputFormat(str(out / "progress.csv"))
+    return Logger(str(out), [csv_format, TensorBoardOutputFormat(str(out / "tensorboard"))])
 
 
 def plot_learning_curve(csv_path: Path, png_path: Path) -> None:
-    """Episode reward, each final loss term and the held-out loss against episodes."""
+    """Episode reward, the validation PSNR and SSIM and each final loss term against episodes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,27 +172,14 @@ def plot_learning_curve(csv_path: Path, png_path: Path) -> None:
     ep = np.array([float(r["episode"]) for r in rows])
     col = {k: np.array([float(r[k]) for r in rows]) for k in CURVE_FIELDS[1:]}
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    for ax, key in zip(axes.flat, ("reward", "heldout_loss", "loss/exposure", "loss/spatial", "loss/color",
-                                   "loss/smoothness")):
+    titles = {"reward": "episode return (training)", "val_psnr": "validation PSNR dB, greedy (higher is better)",
+              "val_ssim": "validation SSIM, greedy (higher is better)"}
+    for ax, key in zip(axes.flat, ("reward", "val_psnr", "val_ssim", "loss/exposure", "loss/color", "loss/spatial")):
         ok = ~np.isnan(col[key])
-        ax.plot(ep[ok], col[key][ok], "o-" if key == "heldout_loss" else "-", ms=3)
-        ax.set_title({"reward": "episode return (training)", "heldout_loss": "held-out loss, greedy (lower is better)"}
-                     .get(key, f"final {key} (training)"))
+        ax.plot(ep[ok], col[key][ok], "o-" if key in VALIDATION_FIELDS else "-", ms=3)
+        ax.set_title(titles.get(key, f"final {key} (training)"))
         ax.set_xlabel("episode (batch)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)
-
-
-def best_constant_alphas(env_kwargs: dict, steps: int, seed: int, n: int = 16, size: int = 64) -> list[float]:
-    """Curve strengths of the best constant action triple on ``n`` training crops: a starting policy that
-    is already as good as any spatially constant one, which RL then makes spatially adaptive."""
-    from rellie_env.config import EnvConfig, sample_start
-
-    config = EnvConfig(**{**env_kwargs, "crop_size": size, "flip_prob": 0.0, "rotate_prob": 0.0})
-    source, rng = config.load_source(), np.random.default_rng(seed)
-    crops = np.stack([sample_start(rng, source, config.augmentation)[0] for _ in range(n)])
-    triple, _ = best_constant_policy(torch.from_numpy(crops.transpose(0, 3, 1, 2)), steps, config.action_set,
-                                     config.weights)
-    return [round(float(config.action_set.alpha_values()[a]), 4) for a in triple]

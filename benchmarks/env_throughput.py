@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    tune_cpu()  # as the batched env and train_sb3.py do: denormals flushed, freed memory reused
+    tune_cpu()  # as rellie-train does: denormals flushed, freed memory reused
     b, s, n = args.batch, args.size, args.steps
     print(f"B={b}, {s}x{s}, {n} steps, random actions, reward included ('paper' mode)")
     for threads in args.threads:

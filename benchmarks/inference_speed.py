@@ -1,4 +1,4 @@
-"""Inference speed and memory of :func:`agents.enhance.enhance` against Zero-DCE and identity, one run.
+"""Inference speed and memory of :func:`agents.inference.enhance` against Zero-DCE and identity, one run.
 
 Per image (the held-aside built-in photos by default): seconds for our model in full and fast mode, the
 Zero-DCE baseline and identity (a copy), all on the same images in the same process; fast mode's PSNR
@@ -15,7 +15,7 @@ which. Zero-DCE likewise uses ``../shared/reference/zero_dce_epoch99.pth`` or ra
 Reference (this 2-core machine, one thread): the original ReLLIE code takes about 49 s per 0.2-megapixel
 image (6 steps, ~245 s/MP); Zero-DCE with denormals flushed about 0.5 s.
 
-The compute bound's convolutions are timed in the same process after ``tune_cpu()``, as ``enhance`` runs.
+The compute bound's convolutions are timed in the same process after ``tune_cpu()``, as the command-line tools run ``enhance``.
 
 Usage: python benchmarks/inference_speed.py [--threads 1] [--steps 6] [--repeats 3] [--images builtin:test]
            [--memory-steps 1] [--no-memory]
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.baselines import zero_dce_enhance  # noqa: E402
 from agents.checkpoints import DEFAULT_MODEL, _policy, load_default  # noqa: E402
-from agents.enhance import FAST_SIZE, enhance  # noqa: E402
+from agents.inference import FAST_SIZE, enhance  # noqa: E402
 from rellie_env.cpu import tune_cpu  # noqa: E402
 from agents.official import load_official_rellie  # noqa: E402
 from agents.policies import PixelActorCriticPolicy  # noqa: E402
@@ -140,10 +140,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    tune_cpu()  # as rellie-evaluate does: the compute bound below is measured in the same process state
     if args.child:
         memory_child(args.child, args.memory_steps)
         return
-    tune_cpu()  # as enhance() does: the compute bound below is measured in the same process state
 
     policy, model_name = choose_model()
     zero_dce, zero_dce_name = choose_zero_dce()

@@ -89,7 +89,7 @@ def main() -> None:
                         help="where to measure (cuda only when present)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    tune_cpu()  # as the batched env and train_sb3.py do: denormals flushed, freed memory reused
+    tune_cpu()  # as rellie-train does: denormals flushed, freed memory reused
     print(f"batch {args.batch}, {args.size}x{args.size}, {args.steps} steps, width {args.width}, "
           f"{args.threads} thread(s); PPO: {args.ppo_epochs} epochs")
     devices = [d for d in args.devices if d == "cpu" or torch.cuda.is_available()]

@@ -9,7 +9,6 @@ from gymnasium.utils import seeding
 
 from rellie_env.config import EnvConfig, sample_start
 from rellie_env.core import EpisodeInput, state_loss, transition
-from rellie_env.cpu import tune_cpu
 from rellie_env.metrics import psnr, ssim
 
 
@@ -22,8 +21,8 @@ class BatchedLowLightEnv:
     the same episodes. A step takes and returns tensors only: no numpy round trip, no host sync.
 
     :param num_envs: batch size B.
-    :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``. On the CPU the constructor applies
-        :func:`rellie_env.cpu.tune_cpu` (a process-wide allocator setting; 1.6x faster steps).
+    :param device: ``"cpu"``, ``"cuda"`` or a ``torch.device``. On the CPU, :func:`rellie_env.cpu.tune_cpu`
+        (a process-wide allocator setting, called by the command-line tools) makes steps 1.6x faster.
     :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`; ``crop_size`` must be set
         unless all source images share one size.
     """
@@ -35,11 +34,9 @@ class BatchedLowLightEnv:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.num_envs = num_envs
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            tune_cpu()  # a step allocates megabytes per operation: reuse freed memory (see tune_cpu)
-        self.config = EnvConfig(**kwargs)
+        self.config = EnvConfig.from_kwargs(**kwargs)
         self.source = self.config.load_source()
-        crop = self.config.crop_size
+        crop = self.config.augmentation.crop_size
         if crop is None:
             sizes = {img.shape[:2] for img in self.source.images}
             if len(sizes) != 1:
@@ -55,6 +52,7 @@ class BatchedLowLightEnv:
         self.has_target = np.zeros(b, dtype=bool)
         self.loss = torch.zeros(b, device=self.device)
         self.steps = np.zeros(b, dtype=np.int64)
+        self.started = False
 
     def seed(self, seed: int | Sequence[int | None] | None) -> None:
         """Seed sub-environment i with ``seed + i`` (an int, as Gymnasium's vector envs do) or ``seed[i]``."""
@@ -67,11 +65,33 @@ class BatchedLowLightEnv:
             if s is not None:
                 self.rngs[i], _ = seeding.np_random(int(s))
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a step depends on: the episodes in progress and each sub-environment's random stream."""
+        return {"image": self.image.cpu(), "original": self.original.image.cpu(), "target": self.target.cpu(),
+                "has_target": self.has_target.copy(), "loss": self.loss.cpu(), "steps": self.steps.copy(),
+                "started": self.started, "rngs": [rng.bit_generator.state for rng in self.rngs]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` (of an environment with the same batch and image size)."""
+        if tuple(state["image"].shape) != tuple(self.image.shape):
+            raise ValueError(f"the saved batch has shape {tuple(state['image'].shape)}, this one {tuple(self.image.shape)}")
+        self.image, self.target = state["image"].to(self.device), state["target"].to(self.device)
+        self.original = EpisodeInput.of(state["original"].to(self.device), self.config.weights)
+        self.has_target, self.steps = state["has_target"].copy(), state["steps"].copy()
+        self.loss, self.started = state["loss"].to(self.device), state["started"]
+        for rng, rng_state in zip(self.rngs, state["rngs"]):
+            rng.bit_generator.state = rng_state
+
     def reset(self, seed: int | Sequence[int | None] | None = None, options: dict | None = None) -> torch.Tensor:
         """Start new episodes in every sub-environment; returns the observations ``(B, 3, H, W)``.
 
-        ``options={"index": i}`` starts all from source image i (or ``{"index": [i_0, ...]}``).
+        ``options={"index": i}`` starts all from source image i (or ``{"index": [i_0, ...]}``); to start
+        from an image of one's own, use :class:`~rellie_env.env.LowLightEnv` (``options={"image": ...}``).
         """
+        unknown = set(options or {}) - {"index"}
+        if unknown:
+            raise ValueError(f"the batched environments take options={{'index': ...}} only, got {sorted(unknown)}; "
+                             "start from an image of your own with LowLightEnv(...).reset(options={'image': ...})")
         self.seed(seed)
         index = (options or {}).get("index")
         indices = index if isinstance(index, (list, tuple, np.ndarray)) else [index] * self.num_envs
@@ -101,16 +121,21 @@ class BatchedLowLightEnv:
         self.target[rows] = torch.from_numpy(np.stack(targets).transpose(0, 3, 1, 2)).to(self.device)
         self.loss[rows] = state_loss(new.image, new, self.config.weights)
         self.steps[envs] = 0
+        self.started = True
 
-    def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, dict[str, Any]]:
+    def step(self, actions: torch.Tensor, rewards: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, np.ndarray,
+                                                                        dict[str, Any]]:
         """Apply the action maps ``(B, 3, H, W)`` (any integer dtype, on ``device``).
 
+        :param rewards: compute the reward maps (else they and ``info["reward"]`` are ``None``).
         :return: ``(observations, reward_maps (B, H, W) or (B, 3, H, W), truncated (B,) numpy bool, info)``; the observations
             are a new tensor each step that the environment never writes to again; info holds
             ``"reward"`` (B,), ``"image_loss"`` (B,), ``"loss/<term>"`` (B,) tensors and, for episodes that
             end with a target, ``"psnr"``/``"ssim"`` (B,) tensors (NaN where there is no target). Finished
             sub-environments are not reset here: call :meth:`reset_envs`.
         """
+        if not self.started:
+            raise RuntimeError("call reset() before step()")
         if actions.shape != self.image.shape:
             raise ValueError(f"action maps must have shape {tuple(self.image.shape)}, got {tuple(actions.shape)}")
         if actions.is_floating_point():
@@ -121,7 +146,7 @@ class BatchedLowLightEnv:
             actions.to(self.device),
             self.config.action_set,
             self.config.weights,
-            self.config.reward_mode,
+            self.config.reward_mode if rewards else None,
             self.loss,
         )
         self.image, self.loss = t.image, t.image_loss
@@ -129,7 +154,7 @@ class BatchedLowLightEnv:
         truncated = self.steps >= self.config.max_steps
         info: dict[str, Any] = {"reward": t.reward, "image_loss": t.image_loss}
         info.update({f"loss/{k}": v for k, v in t.terms.items()})
-        ended = truncated & self.has_target
+        ended = truncated & self.has_target & self.config.fidelity
         if ended.any():
             mask = torch.from_numpy(ended).to(self.device)
             nan = torch.full((self.num_envs,), float("nan"), device=self.device, dtype=torch.float64)

@@ -10,11 +10,20 @@ from dataclasses import dataclass
 import torch
 
 from rellie_env.curves import ActionSet
-from rellie_env.losses import LOSS_TERMS, LossWeights, grey_blocks, loss_map, loss_terms, smoothness_map, weighted_sum
+from rellie_env.losses import (
+    LOSS_TERMS,
+    NO_REFERENCE_TERMS,
+    LossWeights,
+    grey_blocks,
+    image_loss,
+    loss_map,
+    loss_terms,
+    smoothness_map,
+    weighted_sum,
+)
 
 REWARD_MODES = ("paper", "delta", "pixel", "pixel-delta", "head-delta")
 DIFFERENCE_MODES = ("pixel-delta", "head-delta")
-STATE_TERMS = ("spatial", "exposure", "color")
 
 
 @dataclass
@@ -38,8 +47,8 @@ class Transition:
 
     image: torch.Tensor
     alpha: torch.Tensor
-    reward_map: torch.Tensor
-    reward: torch.Tensor
+    reward_map: torch.Tensor | None
+    reward: torch.Tensor | None
     terms: dict[str, torch.Tensor]
     image_loss: torch.Tensor
 
@@ -52,7 +61,7 @@ def validate_reward_mode(mode: str) -> str:
 
 def state_loss(image: torch.Tensor, original: EpisodeInput, weights: LossWeights) -> torch.Tensor:
     """Weighted loss of images alone (no alpha term): the potential that ``"delta"`` rewards lowering."""
-    return weighted_sum(loss_terms(image, original.image, None, weights, original.blocks), weights, STATE_TERMS)
+    return image_loss(image, original.image, weights, original.blocks)
 
 
 def head_shares(
@@ -104,7 +113,7 @@ def transition(
     actions: torch.Tensor,
     action_set: ActionSet,
     weights: LossWeights,
-    reward_mode: str,
+    reward_mode: str | None,
     previous_loss: torch.Tensor,
 ) -> Transition:
     """Apply an action map to a batch of images and score the result.
@@ -112,6 +121,8 @@ def transition(
     :param image: current images ``(B, 3, H, W)`` in [0, 1].
     :param original: the episode's input (spatial consistency and the ratio colour term refer to it).
     :param actions: integer action maps ``(B, 3, H, W)``; channel c acts on RGB channel c.
+    :param reward_mode: one of :data:`REWARD_MODES`, or ``None`` for no reward (``reward_map`` and ``reward``
+        are then ``None``: for a learner that relabels the rewards itself).
     :param previous_loss: ``state_loss`` of ``image`` (``(B,)``), for ``reward_mode="delta"``.
     :return: the :class:`Transition`. Reward maps: ``"paper"`` is minus the released total loss
         (including ``smoothness * L_TV(alpha)``) at every pixel; ``"delta"`` is the drop of the image's loss
@@ -129,12 +140,13 @@ def transition(
             # The gradient at the midpoint of the step makes the shares add up to the exact drop for a
             # quadratic loss (exposure and spatial terms are): at either end they would be biased.
             leaf = ((image + new) * 0.5).detach().requires_grad_(True)
-            loss = weighted_sum(loss_terms(leaf, original.image, None, weights, original.blocks), weights, STATE_TERMS)
-            (gradient,) = torch.autograd.grad(loss.sum(), leaf)
+            (gradient,) = torch.autograd.grad(state_loss(leaf, original, weights).sum(), leaf)
     terms = loss_terms(new, original.image, alpha, weights, original.blocks)
-    new_loss = weighted_sum(terms, weights, STATE_TERMS)
+    new_loss = weighted_sum(terms, weights, NO_REFERENCE_TERMS)
     b, _, h, w = new.shape
-    if reward_mode == "pixel-delta":
+    if reward_mode is None:
+        reward_map = reward = None
+    elif reward_mode == "pixel-delta":
         share = (gradient * (new - image)).sum(1).mul_(-h * w)
         reward_map = share - weights.smoothness * smoothness_map(alpha)[:, 0]
         reward = reward_map.mean((1, 2))

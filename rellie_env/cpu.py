@@ -38,8 +38,13 @@ MALLOC = _Malloc()
 
 
 def tune_cpu() -> None:
-    """Process settings for fast CPU work (applied by ``agents.enhance.enhance``, the batched environment on
-    a CPU device and ``train_sb3.py``): denormals flushed, and with glibc, freed memory kept for reuse.
+    """Process settings for fast CPU work: denormals flushed, and with glibc, freed memory kept for reuse.
+
+    The command-line tools and benchmarks call it once at start; nothing in the library does, since it changes
+    the whole process. A library user on a CPU should call it too, before training or enhancing::
+
+        from rellie_env.cpu import tune_cpu
+        tune_cpu()
 
     Tiny softmax probabilities and weights otherwise become denormal floats, 5-50x slower. And the network
     (like a batched environment step) allocates and frees megabytes per operation. glibc serves blocks over 32 MiB with

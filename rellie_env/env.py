@@ -8,15 +8,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rellie_env.config import EnvConfig, check_actions, sample_start
+from rellie_env.config import EnvConfig, check_actions, sample_start, start_image
 from rellie_env.core import EpisodeInput, state_loss, transition
-from rellie_env.images import to_float_rgb
+from rellie_env.images import to_nchw
 from rellie_env.metrics import psnr, ssim
-
-
-def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``H x W x 3`` float array to a ``(1, 3, H, W)`` tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
 
 
 class LowLightEnv(gym.Env):
@@ -134,13 +129,13 @@ class LowLightEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.config = EnvConfig(**kwargs)
-        self.source = self.config.load_source()
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = EnvConfig.from_kwargs(**kwargs)
+        self.source = self.config.load_source()
         self.render_mode = render_mode
-        crop = self.config.crop_size
-        shape = self.source.images[0].shape[:2] if crop is None else (crop, crop)
+        crop = self.config.augmentation.crop_size
+        shape = self.source.image(0).shape[:2] if crop is None else (crop, crop)
         self._set_spaces(shape)
         self._image = self._original = self._target = self._loss = None
         self._steps = 0
@@ -148,21 +143,20 @@ class LowLightEnv(gym.Env):
     def _set_spaces(self, hw: tuple[int, int]) -> None:
         shape = (3, *hw)
         self.observation_space = spaces.Box(0.0, 1.0, shape, np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(shape, self.config.n_actions, dtype=np.int64))
+        self.action_space = spaces.MultiDiscrete(np.full(shape, self.config.action_set.n_actions, dtype=np.int64))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         options = options or {}
         if "image" in options:
-            image, target = to_float_rgb(options["image"]), options.get("target")
-            target = None if target is None else to_float_rgb(target)
+            image, target = start_image(options["image"], options.get("target"), self.config.weights)
         else:
             image, target = sample_start(self.np_random, self.source, self.config.augmentation, options.get("index"))
         if image.shape[:2] != self.observation_space.shape[1:]:
             self._set_spaces(image.shape[:2])
-        self._original = EpisodeInput.of(to_tensor(image), self.config.weights)
+        self._original = EpisodeInput.of(to_nchw(image).contiguous(), self.config.weights)
         self._image = self._original.image  # never written in place: each step makes a new tensor
-        self._target = None if target is None else to_tensor(target)
+        self._target = None if target is None else to_nchw(target).contiguous()
         self._loss = state_loss(self._image, self._original, self.config.weights)
         self._steps = 0
         return self._image[0].numpy().copy(), {"image_loss": float(self._loss[0])}
@@ -170,7 +164,7 @@ class LowLightEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._image is None:
             raise RuntimeError("call reset() before step()")
-        actions = check_actions(action, self.action_space.shape, self.config.n_actions)
+        actions = check_actions(action, self.action_space.shape, self.config.action_set.n_actions)
         t = transition(
             self._image,
             self._original,
@@ -186,7 +180,7 @@ class LowLightEnv(gym.Env):
         reward_map = np.ascontiguousarray(t.reward_map[0].numpy())
         info: dict[str, Any] = {"reward_map": reward_map, "image_loss": float(t.image_loss[0])}
         info.update({f"loss/{k}": float(v[0]) for k, v in t.terms.items()})
-        if truncated and self._target is not None:
+        if truncated and self._target is not None and self.config.fidelity:
             info["psnr"] = float(psnr(self._image, self._target)[0])
             info["ssim"] = float(ssim(self._image, self._target)[0])
         return self._image[0].numpy().copy(), float(t.reward[0]), False, truncated, info

@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -59,6 +60,19 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     return np.ascontiguousarray(out)
+
+
+def to_nchw(image: np.ndarray) -> torch.Tensor:
+    """An ``H x W x 3`` float32 image as a ``(1, 3, H, W)`` tensor that shares its memory (channels-last
+    strides; a read-only array is copied first, since torch tensors are writable)."""
+    if not image.flags.writeable:
+        image = image.copy()
+    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_hwc(images: torch.Tensor) -> np.ndarray:
+    """The first image of a ``(B, 3, H, W)`` tensor (any device) as a new ``H x W x 3`` float32 array."""
+    return np.array(images[0].detach().permute(1, 2, 0).to("cpu", torch.float32).numpy(), order="C")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray | None:
@@ -162,11 +176,12 @@ class _Cache:
 
 @dataclass(frozen=True)
 class _Entry:
-    """One image of a source: how to read it, whether it is a clean photo to darken, its target."""
+    """One image of a source: how to read it, how it is darkened (``None``: a real low-light photo), its
+    darkening's seed, and how to read its paired ground truth (real photos)."""
 
     name: str
     read: Callable[[], np.ndarray]
-    darken: bool = False
+    degradation: Degradation | None = None
     seed: int = 0
     read_target: Callable[[], np.ndarray] | None = None
 
@@ -196,16 +211,15 @@ class ImageSet:
     """Low-light images with their names and optional ground-truth targets (same size, or ``None``).
 
     Images come in two kinds. *Real* ones are used as they are (``targets[i]`` is a paired ground truth or
-    ``None``). *Darkened* ones are clean photos (the targets) made low-light by ``degradation``:
-    ``images[i]`` is the fixed, seeded darkening; environments darken each episode's crop afresh when
-    ``degradation.per_episode``. ``images`` and ``targets`` are lazy sequences; files are read when first
+    ``None``). *Darkened* ones are clean photos (the targets) made low-light by their :class:`Degradation`:
+    ``images[i]`` is the fixed, seeded darkening; environments darken each episode's crop afresh when the
+    degradation is ``per_episode``. ``images`` and ``targets`` are lazy sequences; files are read when first
     needed and kept in a cache of bounded size.
 
     :param weights: probability of drawing each image at an episode start (``None``: uniform).
     """
 
     entries: list[_Entry]
-    degradation: Degradation = field(default_factory=Degradation)
     skipped: list[str] = field(default_factory=list)
     weights: np.ndarray | None = None
     cache: _Cache = field(default_factory=_Cache, repr=False)
@@ -225,21 +239,22 @@ class ImageSet:
     def targets(self) -> Sequence[np.ndarray | None]:
         return _Column(self.target, len(self))
 
-    def darkened(self, i: int) -> bool:
-        return self.entries[i].darken
+    def degradation(self, i: int) -> Degradation | None:
+        """How image i is darkened, or ``None`` for a real low-light photo."""
+        return self.entries[i].degradation
 
     def image(self, i: int) -> np.ndarray:
         """The low-light image i (for a darkened photo, its fixed, seeded darkening)."""
         entry = self.entries[i]
-        if not entry.darken:
+        if entry.degradation is None:
             return self.cache.get(("image", i), entry.read)
-        rng = np.random.default_rng([self.degradation.seed, entry.seed])
-        return self.cache.get(("dark", i), lambda: self.degradation.apply(self.target(i), rng))
+        rng = np.random.default_rng([entry.degradation.seed, entry.seed])
+        return self.cache.get(("dark", i), lambda: entry.degradation.apply(self.target(i), rng))
 
     def target(self, i: int) -> np.ndarray | None:
         """The ground truth of image i (the clean photo of a darkened one), or ``None``."""
         entry = self.entries[i]
-        if entry.darken:
+        if entry.degradation is not None:
             return self.cache.get(("image", i), entry.read)
         return None if entry.read_target is None else self.cache.get(("target", i), entry.read_target)
 
@@ -252,11 +267,11 @@ class ImageSet:
 
 @dataclass(frozen=True)
 class Source:
-    """One folder (or image file) of a training mix.
+    """One image source of a training mix.
 
-    :param path: the folder (searched recursively) or file.
-    :param darken: the photos are clean: darken them (by the set's :class:`Degradation`); else they are
-        real low-light photos, used as they are.
+    :param path: a folder (searched recursively) or an image file; or ``builtin[:split]``.
+    :param darken: the photos are clean: darken them; else they are real low-light photos, used as they are
+        (the built-in photos are always darkened).
     :param weight: share of episodes drawn from this source, relative to the other sources' weights.
     """
 
@@ -266,7 +281,7 @@ class Source:
 
     @classmethod
     def parse(cls, spec: str | os.PathLike) -> "Source":
-        """``[dark:]PATH[@WEIGHT]``: e.g. ``dark:bsds500/train@0.5``."""
+        """``[dark:]PATH[@WEIGHT]`` or ``builtin[:SPLIT][@WEIGHT]``: e.g. ``dark:bsds500/train@0.5``."""
         text = os.fspath(spec)
         darken = text.startswith(DARKEN_PREFIX)
         text = text[len(DARKEN_PREFIX):] if darken else text
@@ -281,6 +296,10 @@ class Source:
             raise ValueError(f"data source {os.fspath(spec)!r}: the weight must be positive, got {weight}")
         return cls(path, darken, value)
 
+    @property
+    def builtin(self) -> bool:
+        return self.path == "builtin" or self.path.startswith("builtin:")
+
 
 def _builtin_photo(name: str) -> np.ndarray:
     import skimage.data
@@ -293,21 +312,26 @@ def _builtin_photo(name: str) -> np.ndarray:
     return to_float_rgb(getattr(skimage.data, name)())
 
 
+def _builtin_entries(split: str, degradation: Degradation) -> list[_Entry]:
+    names = {"train": BUILTIN_TRAIN, "test": BUILTIN_TEST, "all": BUILTIN_TRAIN + BUILTIN_TEST}.get(split)
+    if names is None:
+        raise ValueError(f"builtin split must be 'train', 'test' or 'all', got {split!r}")
+    # Each photo's darkening is seeded by its place in the full list: a photo degrades alike in every split.
+    return [_Entry(n, lambda n=n: _builtin_photo(n), degradation, _SEED_ORDER.index(n)) for n in names]
+
+
 def builtin_images(split: str = "train", degradation: Degradation = BUILTIN_DEGRADATION) -> ImageSet:
     """The built-in low-light set: scikit-image's colour photos, darkened; targets are the photos.
 
     :param split: ``"train"``, ``"test"`` (held aside from training) or ``"all"``.
     """
-    names = {"train": BUILTIN_TRAIN, "test": BUILTIN_TEST, "all": BUILTIN_TRAIN + BUILTIN_TEST}.get(split)
-    if names is None:
-        raise ValueError(f"builtin split must be 'train', 'test' or 'all', got {split!r}")
-    # Each photo's darkening is seeded by its place in the full list: a photo degrades alike in every split.
-    entries = [_Entry(n, lambda n=n: _builtin_photo(n), True, _SEED_ORDER.index(n)) for n in names]
-    return ImageSet(entries, degradation)
+    return ImageSet(_builtin_entries(split, degradation))
 
 
-def _file_entries(path: Path, darken: bool) -> tuple[list[_Entry], list[str]]:
+def _file_entries(path: Path, degradation: Degradation | None) -> tuple[list[_Entry], list[str]]:
     """Entries of a folder's (or one file's) images; files OpenCV has no reader for are skipped."""
+    if not path.exists():
+        raise ValueError(f"image source {str(path)!r} does not exist")
     files = [path] if path.is_file() else list_images(path)
     entries, skipped = [], []
     for f in files:
@@ -321,7 +345,7 @@ def _file_entries(path: Path, darken: bool) -> tuple[list[_Entry], list[str]]:
                 raise ValueError(f"image file {str(f)!r} could not be read")
             return image
 
-        entries.append(_Entry(f.stem, read, darken, zlib.crc32(f.stem.encode())))
+        entries.append(_Entry(f.stem, read, degradation, zlib.crc32(f.stem.encode())))
     return entries, skipped
 
 
@@ -338,15 +362,10 @@ def load_images(
         (their targets are the photos); a :class:`Source`; a list of such sources (a mix: each episode
         draws a source by its weight, ``PATH@WEIGHT``, equal by default, then an image of it); or a list
         of arrays (any form :func:`to_float_rgb` accepts).
-    :param targets: optional folder of ground-truth images paired with ``data`` by file stem (one folder
-        of real photos).
+    :param targets: optional folder of ground-truth images paired with the real images by file stem.
     :param degradation: how clean photos are darkened (default: :data:`BUILTIN_DEGRADATION` for the
         built-in photos, :class:`Degradation`'s low-light model for ``dark:`` folders).
     """
-    if isinstance(data, str) and data.startswith("builtin"):
-        _, _, split = data.partition(":")
-        return builtin_images(split or "train", BUILTIN_DEGRADATION if degradation is None else degradation)
-    degradation = Degradation() if degradation is None else degradation
     if isinstance(data, (str, os.PathLike, Source)):
         data = [data]
     if len(data) and all(isinstance(d, (str, os.PathLike, Source)) for d in data):
@@ -355,17 +374,19 @@ def load_images(
         images = [to_float_rgb(a) for a in data]
         if not images:
             raise ValueError("the list of images is empty")
-        entries = [_Entry(f"image{i}", lambda a=a: a) for i, a in enumerate(images)]
-        result = ImageSet(entries, degradation)
+        result = ImageSet([_Entry(f"image{i}", lambda a=a: a) for i, a in enumerate(images)])
     if targets is not None:
         _pair_targets(result, targets)
     return result
 
 
-def _load_sources(sources: list[Source], degradation: Degradation) -> ImageSet:
+def _load_sources(sources: list[Source], degradation: Degradation | None) -> ImageSet:
     entries, skipped, weights = [], [], []
     for source in sources:
-        mine, bad = _file_entries(Path(source.path), source.darken)
+        if source.builtin:
+            mine, bad = _builtin_entries(source.path.partition(":")[2] or "train", degradation or BUILTIN_DEGRADATION), []
+        else:
+            mine, bad = _file_entries(Path(source.path), (degradation or Degradation()) if source.darken else None)
         if bad:
             warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad)}", stacklevel=3)
         if not mine:
@@ -375,14 +396,14 @@ def _load_sources(sources: list[Source], degradation: Degradation) -> ImageSet:
         weights += [source.weight / len(mine)] * len(mine)
     p = np.asarray(weights) / np.sum(weights)
     uniform = len(sources) == 1 or np.allclose(p, p[0])
-    return ImageSet(entries, degradation, skipped, None if uniform else p)
+    return ImageSet(entries, skipped, None if uniform else p)
 
 
 def _pair_targets(images: ImageSet, folder: str | os.PathLike) -> None:
     """Attach the ground truths in ``folder`` to the real images of the same file stem (size checked on read)."""
     by_stem = {f.stem: f for f in list_images(folder)}
     for i, entry in enumerate(images.entries):
-        if entry.darken or entry.name not in by_stem:
+        if entry.degradation is not None or entry.name not in by_stem:
             continue
 
         def read(path: Path = by_stem[entry.name], i: int = i) -> np.ndarray:
@@ -391,7 +412,7 @@ def _pair_targets(images: ImageSet, folder: str | os.PathLike) -> None:
                 raise ValueError(f"target {str(path)!r} is unreadable or not the size of its image")
             return target
 
-        images.entries[i] = _Entry(entry.name, entry.read, False, entry.seed, read)
+        images.entries[i] = _Entry(entry.name, entry.read, None, entry.seed, read)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is the loss; they build the per-pixel reward.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -151,11 +152,21 @@ class LossWeights:
     def __post_init__(self) -> None:
         if self.color_mode not in ("grey-world", "ratio"):
             raise ValueError(f"color_mode must be 'grey-world' or 'ratio', got {self.color_mode!r}")
-        if self.exposure_patch < 1 or self.spatial_block < 1:
-            raise ValueError("exposure_patch and spatial_block must be positive")
+        for name in ("spatial", "exposure", "color", "smoothness"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"the {name} weight must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.exposure_level, (int, float)) and 0.0 < self.exposure_level < 1.0):
+            raise ValueError(f"exposure_level must lie in (0, 1), got {self.exposure_level!r}")
+        for name in ("exposure_patch", "spatial_block"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 LOSS_TERMS = ("spatial", "exposure", "color", "smoothness")
+# The terms of an image alone (no alpha maps): the score evaluation reports and the rewards' potential.
+NO_REFERENCE_TERMS = ("spatial", "exposure", "color")
 
 
 def loss_terms(
@@ -189,12 +200,18 @@ def weighted_sum(terms: dict[str, torch.Tensor], weights: LossWeights, names=LOS
     return sum(getattr(weights, k) * terms[k] for k in names)
 
 
-def image_loss(image: torch.Tensor, original: torch.Tensor, weights: LossWeights = LossWeights()) -> torch.Tensor:
+def image_loss(
+    image: torch.Tensor,
+    original: torch.Tensor,
+    weights: LossWeights = LossWeights(),
+    original_blocks: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Non-reference loss of an image alone (spatial + exposure + colour, no alpha maps): ``(B,)``.
 
-    This is the score evaluation reports and the learning tests compare; lower is better.
+    This is the score evaluation reports and the potential whose drop the ``"delta"`` rewards pay; lower is
+    better. ``original_blocks`` as for :func:`loss_terms`.
     """
-    return weighted_sum(loss_terms(image, original, None, weights), weights, ("spatial", "exposure", "color"))
+    return weighted_sum(loss_terms(image, original, None, weights, original_blocks), weights, NO_REFERENCE_TERMS)
 
 
 def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Thin adapters that expose :class:`BatchedLowLightEnv` as a Gymnasium ``VectorEnv`` and an SB3 ``VecEnv``."""
+"""Thin adapters that expose :class:`BatchedLowLightEnv` as a Gymnasium ``VectorEnv`` and an SB3 ``VecEnv``,
+and the tensor protocol through which the pixel-wise algorithms run a rollout without leaving torch."""
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -13,11 +14,47 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from rellie_env.batched import BatchedLowLightEnv
 from rellie_env.config import check_actions
+from rellie_env.core import final_loss_shares
+
+
+class TensorStep(NamedTuple):
+    """One step of a :class:`TensorVecEnv`: next observations ``(B, 3, H, W)`` (reset where done), reward maps
+    ``(B, H, W)`` or per head ``(B, heads, H, W)`` (``None`` when not asked for), the rewards ``(B,)`` (the
+    maps' means), ``dones`` ``(B,)`` numpy bool and SB3-style infos."""
+
+    obs: torch.Tensor
+    reward_maps: torch.Tensor | None
+    rewards: torch.Tensor | None
+    dones: np.ndarray
+    infos: list[dict]
+
+
+@runtime_checkable
+class TensorVecEnv(Protocol):
+    """What the pixel-wise algorithms (:class:`agents.PixelA2C`, :class:`agents.PixelPPO`) use of an env that
+    can step in torch; with any other ``VecEnv`` they read ``info["reward_map"]`` through numpy.
+
+    * ``device``: where its tensors live; ``max_steps``: the length of every episode.
+    * ``reset_tensors()``: first observations ``(B, 3, H, W)``.
+    * ``step_tensors(actions, reward_maps=True)``: a :class:`TensorStep`; with ``reward_maps=False`` the env
+      may skip computing the reward maps (an algorithm that relabels rewards does not need them).
+    * ``final_loss_credit(observations, actions)``: the reward relabelling of ``final_credit``: each action's
+      share of its episode's final loss, from one whole episode's observations and actions ``(T, B, ...)``.
+    """
+
+    device: torch.device
+    max_steps: int
+
+    def reset_tensors(self) -> torch.Tensor: ...
+
+    def step_tensors(self, actions: torch.Tensor, reward_maps: bool = True) -> TensorStep: ...
+
+    def final_loss_credit(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor: ...
 
 
 def single_spaces(batched: BatchedLowLightEnv) -> tuple[spaces.Box, spaces.MultiDiscrete]:
     shape = batched.image_shape
-    nvec = np.full(shape, batched.config.n_actions, dtype=np.int64)
+    nvec = np.full(shape, batched.config.action_set.n_actions, dtype=np.int64)
     return spaces.Box(0.0, 1.0, shape, np.float32), spaces.MultiDiscrete(nvec)
 
 
@@ -55,7 +92,7 @@ class LowLightVectorEnv(VectorEnv):
         return _numpy(self.batched.reset(seed, options)), {}
 
     def step(self, actions: np.ndarray):
-        a = check_actions(actions, self.action_space.shape, self.batched.config.n_actions)
+        a = check_actions(actions, self.action_space.shape, self.batched.config.action_set.n_actions)
         obs, reward_map, truncated, tinfo = self.batched.step(torch.from_numpy(a).to(self.batched.device))
         n = self.num_envs
         mask = np.ones(n, dtype=bool)
@@ -100,20 +137,30 @@ class LowLightSB3VecEnv(VecEnv):
         self._returns = torch.zeros(num_envs, dtype=torch.float64, device=self.batched.device)
         self._start = time.time()
 
-    # -- tensor path, used by agents.PixelA2C / PixelPPO --------------------------------------------------
+    # -- the TensorVecEnv protocol, used by agents.PixelA2C / PixelPPO ------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.batched.device
+
+    @property
+    def max_steps(self) -> int:
+        return self.batched.config.max_steps
+
     def reset_tensors(self) -> torch.Tensor:
         obs = self.batched.reset(self._seed)
         self._seed = None
         self._returns.zero_()
         return obs
 
-    def step_tensors(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, list[dict]]:
-        """Step with an action tensor; returns ``(next_obs, reward_maps, dones, infos)``, next_obs reset
-        where done. Infos are empty but at an episode's end, where they hold SB3's episode record, the
-        final image's loss terms and ``"terminal_observation"`` (a tensor on the batch's device)."""
-        obs, reward_map, dones, tinfo = self.batched.step(actions)
+    def step_tensors(self, actions: torch.Tensor, reward_maps: bool = True) -> TensorStep:
+        """Step with an action tensor; the next observations are reset where done. Infos are empty but at an
+        episode's end, where they hold SB3's episode record, the final image's loss terms and
+        ``"terminal_observation"`` (a tensor on the batch's device). Without ``reward_maps`` the rewards are
+        not computed (``None``), nor the episode returns."""
+        obs, reward_map, dones, tinfo = self.batched.step(actions, rewards=reward_maps)
         infos: list[dict] = [{} for _ in range(self.num_envs)]
-        self._returns += tinfo["reward"]  # on the device: no host sync until an episode ends
+        if reward_maps:
+            self._returns += tinfo["reward"]  # on the device: no host sync until an episode ends
         if dones.any():
             done = np.flatnonzero(dones)
             ended = {k: _numpy(v) for k, v in tinfo.items() if k != "reward"}
@@ -123,14 +170,35 @@ class LowLightSB3VecEnv(VecEnv):
                 infos[i]["terminal_observation"] = obs[i]
                 infos[i]["TimeLimit.truncated"] = True
                 infos[i]["episode"] = {
-                    "r": float(returns[i]),
+                    "r": float(returns[i]) if reward_maps else float("nan"),
                     "l": int(self.batched.steps[i]),
                     "t": round(time.time() - self._start, 6),
                 }
             self._returns[torch.from_numpy(done).to(self._returns.device)] = 0.0
             self.batched.reset_envs(done)
             obs = self.batched.image.clone()
-        return obs, reward_map, dones, infos
+        return TensorStep(obs, reward_map, tinfo.get("reward"), dones, infos)
+
+    def final_loss_credit(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """:func:`rellie_env.core.final_loss_shares` in this env's curve and loss: ``(T, B, 3, H, W)``."""
+        config = self.batched.config
+        if observations.shape[0] != config.max_steps:
+            raise ValueError(f"final-loss credit needs whole episodes of {config.max_steps} steps, "
+                             f"got {observations.shape[0]}")
+        return final_loss_shares(observations, actions, config.action_set, config.weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The batch's state and the returns of the episodes in progress (to resume training exactly)."""
+        return {"batched": self.batched.state_dict(), "returns": self._returns.cpu(), "seed": self._seed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batched.load_state_dict(state["batched"])
+        self._returns = state["returns"].to(self.batched.device)
+        self._seed = state["seed"]
+
+    def current_observations(self) -> torch.Tensor:
+        """The observations of the episodes in progress (after :meth:`load_state_dict`)."""
+        return self.batched.image.clone()
 
     # -- SB3 VecEnv API --------------------------------------------------------------------------------------
     def reset(self) -> np.ndarray:
@@ -138,16 +206,19 @@ class LowLightSB3VecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         shape = (self.num_envs, *self.action_space.shape)
-        self._actions = check_actions(actions, shape, self.batched.config.n_actions)
+        self._actions = check_actions(actions, shape, self.batched.config.action_set.n_actions)
 
     def step_wait(self):
-        obs, reward_map, dones, infos = self.step_tensors(torch.from_numpy(self._actions).to(self.batched.device))
-        maps = np.ascontiguousarray(_numpy(reward_map))
-        for i, info in enumerate(infos):
+        if self._actions is None:
+            raise RuntimeError("step_async() must come before step_wait()")
+        step = self.step_tensors(torch.from_numpy(self._actions).to(self.batched.device))
+        self._actions = None
+        maps = np.ascontiguousarray(_numpy(step.reward_maps))
+        for i, info in enumerate(step.infos):
             info["reward_map"] = maps[i]
             if "terminal_observation" in info:
                 info["terminal_observation"] = _numpy(info["terminal_observation"])
-        return _numpy(obs), maps.mean((1, 2)), dones.copy(), infos
+        return _numpy(step.obs), _numpy(step.rewards).astype(np.float32), step.dones.copy(), step.infos
 
     def close(self) -> None:
         pass

@@ -18,7 +18,8 @@ from agents import (
     save_weights,
 )
 from agents.checkpoints import save_model
-from agents.enhance import best_constant_policy, greedy_rollout
+from agents.baselines import best_constant_policy
+from agents.inference import greedy_rollout
 from agents.policies import color_context, most_likely
 from rellie_env.curves import ActionSet
 from rellie_env.env import LowLightEnv
@@ -98,9 +99,9 @@ def test_official_weights_reproduce_the_original():
         values = policy.value_map(rgb)[0, 0].numpy()
     expected = ref["probs_first_step"][::-1]  # BGR heads -> RGB heads
     diff = np.abs(probs - expected)
-    # The released logits reach 8e4, so float32 rounding moves near-tie pixels: 8 of 1.5 million
-    # probabilities (all on the last row) differ by 2-4e-4 from the Chainer run; the rest agree to 1e-4.
-    assert (diff <= 1e-4).mean() > 0.99999 and diff.max() < 1e-3
+    # The released logits reach 8e4, where float32 rounds by ~5e-3, so the CPU's rounding moves a few near-tie
+    # probabilities (8 on an Intel Xeon, 12 on an AMD EPYC, of 1.5 million; up to 1.1e-3); the rest agree to 1e-4.
+    assert (diff > 1e-4).sum() <= 20 and diff.max() < 5e-3
     np.testing.assert_allclose(values, ref["value_first_step"][0], atol=1e-3, rtol=1e-5)
     env = LowLightEnv(crop_size=None, max_steps=6)
     obs, _ = env.reset(options={"image": rgb[0].numpy().transpose(1, 2, 0)})
@@ -338,7 +339,7 @@ def test_bf16_autocast_trains_with_float32_losses(algo):
 
 def test_the_action_set_travels_with_the_policy(tmp_path):
     """A policy trained without channel coupling enhances without it after saving and loading."""
-    from agents.enhance import enhance, greedy_rollout
+    from agents.inference import enhance
 
     uncoupled = {"lead_channel": None}
     policy = small_policy(init_alpha=[1.0, 0.0, 0.0], init_alpha_spread=0.05, action_set=uncoupled)
@@ -352,32 +353,12 @@ def test_the_action_set_travels_with_the_policy(tmp_path):
     np.testing.assert_allclose(out, final[0].permute(1, 2, 0).numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["default", "adaptive"])
-def test_shipped_models_load_and_enhance(name):
+def test_shipped_model_loads_and_enhances():
     from agents import load_default
-    from agents.checkpoints import SHIPPED_MODELS
-    from agents.enhance import heldout_crops
+    from agents.checkpoints import DEFAULT_MODEL
+    from agents.evaluation import ValidationCrops
 
-    assert SHIPPED_MODELS[name].stat().st_size <= 2 * 2**20
-    policy = load_default(name=name)
-    assert policy.global_exposure == (name == "adaptive")
-    crops = heldout_crops(4, 64)
-    final, _ = greedy_rollout(policy, crops, steps=6)
-    assert float(image_loss(final, crops).mean()) < float(image_loss(crops, crops).mean()) - 5.0
-
-
-def test_shipped_adaptive_model_beats_the_best_constant_policy_on_held_out_crops():
-    # The bar of benchmarks/heldout_bar.py: 16 crops of 96 px of the held-aside photos, 6 greedy steps.
-    from agents import load_default
-    from agents.enhance import heldout_crops, policy_loss_on
-
-    crops = heldout_crops(16, 96)
-    _, constant_loss = best_constant_policy(crops, steps=6)
-    assert policy_loss_on(load_default(name="adaptive"), crops) < constant_loss
-
-
-def test_unknown_shipped_model_is_refused():
-    from agents import load_default
-
-    with pytest.raises(ValueError, match="adaptive"):
-        load_default(name="best")
+    assert DEFAULT_MODEL.stat().st_size <= 2 * 2**20
+    crops = ValidationCrops.of("builtin:test", 4, 64)
+    final, _ = greedy_rollout(load_default(), crops.images, steps=6)
+    assert float(image_loss(final, crops.images).mean()) < float(image_loss(crops.images, crops.images).mean()) - 5.0

@@ -8,7 +8,7 @@ from rellie_env.batched import BatchedLowLightEnv
 from rellie_env.env import LowLightEnv
 from rellie_env.vector import LowLightSB3VecEnv, LowLightVectorEnv
 
-KW = dict(crop_size=32, max_steps=3)
+KW = dict(crop_size=32, max_steps=3, fidelity=True)
 
 
 @pytest.mark.parametrize("mode", ["paper", "delta", "pixel", "head-delta"])

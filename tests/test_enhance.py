@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from agents import PixelA2C, load_official_rellie, load_policy, save_weights
 from agents.checkpoints import save_model
-from agents.enhance import (
+from agents.inference import (
     denoise_ffdnet_tiled,
     enhance,
     fast_shape,

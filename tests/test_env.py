@@ -67,8 +67,8 @@ def test_seeding_is_deterministic():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_episode_truncates_at_max_steps_with_metrics():
-    env = small_env(max_steps=3)
+def test_episode_truncates_at_max_steps_with_metrics_when_asked():
+    env = small_env(max_steps=3, fidelity=True)
     env.reset(seed=0)
     ends = [env.step(np.full((3, 32, 32), 20))[2:4] for _ in range(3)]
     assert ends == [(False, False), (False, False), (False, True)]
@@ -76,6 +76,9 @@ def test_episode_truncates_at_max_steps_with_metrics():
     for _ in range(3):
         *_, info = env.step(np.full((3, 32, 32), 20))
     assert 5.0 < info["psnr"] < 60.0 and 0.0 < info["ssim"] <= 1.0
+    env = small_env(max_steps=1)  # not asked for: not computed
+    env.reset(seed=0)
+    assert "psnr" not in env.step(np.full((3, 32, 32), 20))[4]
 
 
 def test_fidelity_to_the_released_code():
@@ -329,7 +332,7 @@ def test_targets_folder_pairs_by_stem(tmp_path):
     cv2.imwrite(str(low / "a.png"), (clean * 0.2).astype(np.uint8))
     cv2.imwrite(str(high / "a.png"), clean)
     cv2.imwrite(str(low / "b.png"), (clean * 0.3).astype(np.uint8))  # no target
-    env = LowLightEnv(data=str(low), targets=str(high), crop_size=None, max_steps=1)
+    env = LowLightEnv(data=str(low), targets=str(high), crop_size=None, max_steps=1, fidelity=True)
     assert [t is not None for t in env.source.targets] == [True, False]
     env.reset(options={"index": 0})
     *_, info = env.step(np.full((3, 40, 40), 26))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import evaluate
+from agents.cli import evaluate
 from agents.checkpoints import save_weights
 
 from .conftest import reference_file

@@ -1,82 +1,143 @@
-"""train_sb3.py end to end on tiny settings: outputs, resume, and clear errors."""
+"""rellie-train end to end on tiny settings: outputs, configs, exact resume, and clear errors."""
+import csv
 import json
+import os
 
 import pytest
+import torch
 
-import train_sb3
+from agents.cli import train
 
 TINY = ["--batch", "2", "--crop", "32", "--steps", "2", "--width", "8", "--no-progress", "--eval-every", "1",
         "--checkpoint-every", "1", "--threads", "1"]
 
 
+def curve(out):
+    with open(out / "learning_curve.csv") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.mark.parametrize("algo", ["pixel-a2c", "pixel-ppo", "a2c"])
 def test_train_writes_model_logs_and_curve(tmp_path, algo):
     out = tmp_path / algo
-    assert train_sb3.main(["--algo", algo, "--episodes", "2", "--out", str(out), *TINY]) == 0
+    assert train.main(["--algo", algo, "--episodes", "2", "--out", str(out), *TINY]) == 0
     for name in ("model.zip", "policy.pt", "learning_curve.csv", "learning_curve.png", "progress.csv",
-                 "config.json", "checkpoints/latest.zip"):
+                 "config.json", "checkpoints/latest.zip", "checkpoints/latest.state.pt"):
         assert (out / name).is_file(), name
-    rows = (out / "learning_curve.csv").read_text().splitlines()
-    assert len(rows) == 3 and rows[0].startswith("episode,reward")
-    assert list((out / "tensorboard").glob("*")) or list(out.glob("events.out.tfevents*"))
+    rows = curve(out)
+    assert [r["episode"] for r in rows] == ["1", "2"] and all(r["val_psnr"] for r in rows)
+    assert list((out / "tensorboard").glob("events.out.tfevents*"))
     assert json.loads((out / "config.json").read_text())["algo"] == algo
 
 
-def test_resume_continues_the_episode_count(tmp_path):
+def test_a_runs_config_reproduces_it(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train.main(["--episodes", "2", "--seed", "3", "--out", str(first), *TINY]) == 0
+    assert train.main(["--config", str(first / "config.json"), "--out", str(second), "--no-progress"]) == 0
+    assert json.loads((second / "config.json").read_text()) == json.loads((first / "config.json").read_text())
+    a, b = (torch.load(out / "policy.pt", weights_only=True)["state_dict"] for out in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    """N batches straight, and the same run interrupted in its 3rd batch then resumed: the same curve and weights
+    (the checkpoint holds the data stream and torch's random state; the interrupted batch is done again)."""
+    args = ["--episodes", "4", "--lr-schedule", "linear", *TINY]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main([*args, "--out", str(straight)]) == 0
+
+    from agents.training import TrainingMonitor
+
+    original = TrainingMonitor._on_step
+    calls = []
+
+    def interrupt(self):
+        calls.append(1)
+        if len(calls) == 5:  # in the 3rd batch (2 steps each)
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(TrainingMonitor, "_on_step", interrupt)
+    assert train.main([*args, "--out", str(split)]) == 130
+    monkeypatch.setattr(TrainingMonitor, "_on_step", original)
+    assert [r["episode"] for r in curve(split)] == ["1", "2"]
+    assert train.main(["--resume", str(split), "--no-progress", "--threads", "1"]) == 0
+    assert curve(split) == curve(straight)
+    a, b = (torch.load(out / "policy.pt", weights_only=True)["state_dict"] for out in (straight, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with open(split / "progress.csv") as f:
+        assert [r["episode"] for r in csv.DictReader(f)] == ["1", "2", "3", "4"]  # logs appended, not wiped
+
+
+def test_resume_keeps_the_runs_settings_and_takes_more_episodes(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_sb3.main(["--episodes", "1", "--out", str(out), *TINY]) == 0
-    assert train_sb3.main(["--episodes", "2", "--out", str(out), "--resume", str(out / "model.zip"), *TINY]) == 0
-    rows = (out / "learning_curve.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    assert train.main(["--episodes", "1", "--out", str(out), *TINY]) == 0
+    assert train.main(["--resume", str(out), "--episodes", "2", "--no-progress"]) == 0  # no need to repeat --crop
+    assert [r["episode"] for r in curve(out)] == ["1", "2"]
+    assert train.main(["--resume", str(out), "--crop", "48", "--episodes", "3"]) == 2
+    assert "--crop 48 conflicts with the run's own setting (32)" in capsys.readouterr().err
 
 
-def test_bad_input_gives_a_clear_message_and_non_zero_exit(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        train_sb3.main(["--algo", "dqn"])
-    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    bad = tmp_path / "broken.zip"
-    bad.write_bytes(b"PK not really")
-    assert train_sb3.main(["--resume", str(bad), "--out", str(tmp_path / "r"), *TINY]) == 2
-    assert "broken.zip" in capsys.readouterr().err
+def test_an_existing_output_folder_is_refused_unless_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--episodes", "1", "--out", str(out), *TINY]) == 0
+    assert train.main(["--episodes", "1", "--out", str(out), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    (out / "stale.txt").write_text("from the old run")
+    assert train.main(["--episodes", "1", "--out", str(out), "--overwrite", *TINY]) == 0
+    assert not (out / "stale.txt").exists()
 
 
-def test_absent_device_is_refused():
-    import torch
+@pytest.mark.parametrize("argv, message", [
+    (["--episodes", "0"], "episodes must be a positive integer"),
+    (["--episodes", "-1"], "episodes must be a positive integer"),
+    (["--exposure", "5"], "exposure_level"),
+    (["--spatial-weight", "nan"], "spatial"),
+    (["--color-weight", "-1"], "color"),
+    (["--algo", "a2c", "--final-credit"], "--final-credit needs a pixel-wise algorithm"),
+    (["--n-epochs", "3"], "PPO setting"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert train.main([*TINY, *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
 
+
+def test_bad_resume_sources_are_clear_errors(tmp_path, capsys):
+    weights = tmp_path / "policy.pt"
+    weights.write_bytes(b"weights")
+    assert train.main(["--resume", str(weights)]) == 2
+    assert "weights only" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert train.main(["--episodes", "1", "--out", str(run), *TINY]) == 0
+    (run / "checkpoints" / "latest.zip").write_bytes(b"PK not really")
+    assert train.main(["--resume", str(run), "--episodes", "2"]) == 2
+    assert "latest.zip" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_is_a_clear_error(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    assert train.main(["--episodes", "1", "--out", str(locked / "run"), *TINY]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+
+
+def test_absent_device_is_refused(capsys):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    with pytest.raises(SystemExit, match="no CUDA device"):
-        train_sb3.main(["--device", "cuda", *TINY])
+    assert train.main(["--device", "cuda", *TINY]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_start_at_the_best_constant_policy(tmp_path, capsys):
-    out = tmp_path / "const"
-    assert train_sb3.main(["--episodes", "1", "--init-alpha", "best-constant", "--out", str(out), *TINY]) == 0
-    printed = capsys.readouterr().out
-    alphas = json.loads(printed.split("alpha = ")[1].splitlines()[0])
-    assert len(alphas) == 3 and all(-0.3 <= a <= 1.0 for a in alphas)
-
-
-def test_final_credit_flag(tmp_path):
-    out = tmp_path / "final"
-    assert train_sb3.main(["--episodes", "1", "--final-credit", "--out", str(out), *TINY]) == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["final_credit"] and config["gamma"] == 0.0
-    with pytest.raises(SystemExit):  # argparse's error, exit status 2
-        train_sb3.main(["--algo", "a2c", "--final-credit", "--out", str(tmp_path / "stock"), *TINY])
+def test_final_credit_setting(tmp_path):
     out = tmp_path / "plain"
-    assert train_sb3.main(["--episodes", "1", "--no-final-credit", "--out", str(out), *TINY]) == 0
+    assert train.main(["--episodes", "1", "--no-final-credit", "--out", str(out), *TINY]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert not config["final_credit"] and config["gamma"] == 1.0
-
-
-def test_adaptive_preset_trains_the_adaptive_policy(tmp_path):
-    out = tmp_path / "adaptive"
-    assert train_sb3.main(["--preset", "adaptive", "--episodes", "1", "--out", str(out), *TINY]) == 0
-    config = json.loads((out / "config.json").read_text())
-    assert (config["min_scale"], config["init_alpha_spread"], config["alpha_smoothness_coef"]) == (0.2, 0.5, 5.0)
+    assert not config["algorithm"]["final_credit"]
     from agents import load_policy
 
-    policy = load_policy(out / "policy.pt")
-    assert policy.global_color and policy.global_exposure
     assert load_policy(out / "model.zip").per_head  # head-delta: a value map per head

@@ -1,4 +1,4 @@
-"""Enhancement with a trained policy: greedy steps along the curve, scoring, and the constant baseline.
+"""Enhancement with a trained policy: greedy steps along the curve, tile by tile, at any resolution.
 
 :func:`enhance` is the enhancement of the package (used by ``evaluate.py`` and ``make demo``): the greedy
 policy on a whole photo of any size at full resolution, with bounded memory (the network runs tile by tile,
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -20,10 +18,9 @@ import torch.nn.functional as F
 from agents.baselines import nlm_denoise
 from agents.ffdnet import CONV_LAYERS, FFDNet, denoise_ffdnet, gain_noise_sigma, load_ffdnet
 from agents.policies import PixelActorCriticPolicy
-from rellie_env.cpu import MALLOC, tune_cpu
+from rellie_env.cpu import MALLOC
 from rellie_env.curves import ActionSet, curve_step
-from rellie_env.images import Augmentation, builtin_images, to_float_rgb
-from rellie_env.losses import LossWeights, image_loss
+from rellie_env.images import to_float_rgb
 
 DENOISERS = ("none", "nlm", "ffdnet")
 # Fast mode's default: the policy sees a copy with sides scaled by 1/5 (1/25 of the pixels): then fast mode
@@ -50,114 +47,6 @@ def greedy_rollout(
         alphas.append(alpha)
     return x, alphas
 
-
-def heldout_crops(n: int = 16, size: int = 96, seed: int = 0, split: str = "test") -> torch.Tensor:
-    """``n`` random crops (no flips or rotations) of the held-aside built-in photos, ``(n, 3, size, size)``.
-
-    :param split: ``"test"`` (held aside from training) or ``"train"``.
-    """
-    source = builtin_images(split)
-    rng = np.random.default_rng(seed)
-    crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0)
-    crops = [crop(rng, source.images[i % len(source)])[0] for i in range(n)]
-    return torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2))
-
-
-def policy_loss_on(
-    policy: PixelActorCriticPolicy,
-    images: torch.Tensor,
-    steps: int = 6,
-    weights: LossWeights = LossWeights(),
-    action_set: ActionSet | None = None,
-) -> float:
-    """Mean non-reference loss (spatial + exposure + colour) of the greedy policy's results."""
-    final, _ = greedy_rollout(policy, images, steps, action_set)
-    return float(image_loss(final, images, weights).mean())
-
-
-@torch.inference_mode()
-def constant_policy_losses(
-    images: torch.Tensor,
-    steps: int = 6,
-    action_set: ActionSet = ActionSet(),
-    weights: LossWeights = LossWeights(),
-    per_channel: bool = True,
-) -> torch.Tensor:
-    """Mean non-reference loss on ``images`` ``(N, 3, H, W)`` of every constant policy (the same action
-    triple at every pixel and step): ``(n, n, n)``, indexed by the R, G, B actions.
-
-    Made fast by two facts: a channel's result depends only on its own action and the lead channel's, so
-    ``n_actions`` batched runs give every channel of every triple; and when the image sides are multiples of
-    the spatial block (and the exposure patch is too), the loss of the block-averaged images with a block of
-    1 equals the loss of the full images, so the triples are scored on images ``block**2`` times smaller.
-
-    :param per_channel: score all triples (else only equal actions on the three channels; the rest ``inf``).
-    """
-    n, lead = action_set.n_actions, action_set.lead_channel
-    count, _, h, w = images.shape
-    block = weights.spatial_block
-    f = block if h % block == 0 and w % block == 0 and weights.exposure_patch % block == 0 else 1
-    scaled = replace(weights, spatial_block=block // f, exposure_patch=weights.exposure_patch // f)
-    original = F.avg_pool2d(images, f)
-
-    def run(own: torch.Tensor) -> torch.Tensor:
-        """Pooled results ``(n, N, 3, h, w)`` of the n constant triples ``own`` ``(n, 3)``."""
-        x = images.repeat(n, 1, 1, 1)
-        actions = own.to(torch.uint8).view(n, 1, 3, 1, 1).expand(n, count, 3, h, w).reshape(x.shape)
-        for _ in range(steps):
-            x, _ = action_set.step(x, actions)
-        return F.avg_pool2d(x, f).view(n, count, 3, *original.shape[2:])
-
-    equal = torch.arange(n).view(n, 1).expand(n, 3)
-    lead_c = 2 if lead is None else lead
-    o1, o2 = [c for c in range(3) if c != lead_c]
-    uncoupled = run(equal) if lead is None else None
-    table = torch.full((n, n, n), float("inf"))
-    for j in range(n):  # the lead channel's action
-        if lead is None:
-            results, lead_channel = uncoupled, uncoupled[j, :, lead_c]
-        else:
-            own = equal.clone()
-            own[:, lead_c] = j
-            results = run(own)  # results[i]: non-lead channels with own action i, lead action j
-            lead_channel = results[0, :, lead_c]
-        candidates = torch.arange(n) if per_channel else torch.tensor([j])
-        for k in candidates.tolist():  # the second channel's action; the first varies in a batch
-            m = len(candidates)
-            x = torch.empty(m, count, 3, *original.shape[2:])
-            x[:, :, o1] = results[candidates, :, o1]
-            x[:, :, o2] = results[k, :, o2]
-            x[:, :, lead_c] = lead_channel
-            losses = image_loss(x.flatten(0, 1), original.repeat(m, 1, 1, 1), scaled).view(m, count).mean(1)
-            index: list = [0, 0, 0]
-            index[o1], index[o2], index[lead_c] = candidates, k, j
-            table[tuple(index)] = losses
-    return table
-
-
-def best_constant_policy(
-    images: torch.Tensor | Sequence[torch.Tensor],
-    steps: int = 6,
-    action_set: ActionSet = ActionSet(),
-    weights: LossWeights = LossWeights(),
-    per_channel: bool = True,
-) -> tuple[tuple[int, int, int], float]:
-    """The best constant policy: the same action triple at every pixel and step, best over the action set
-    (an exhaustive search, :func:`constant_policy_losses`).
-
-    :param images: ``(N, 3, H, W)`` inputs, or a sequence of such batches of different sizes (whole photos);
-        every image weighs the same in the mean.
-    :param per_channel: search all triples (else only equal actions on the three channels).
-    :return: the best triple (RGB) and its mean non-reference loss on ``images``.
-    """
-    batches = [images] if isinstance(images, torch.Tensor) else list(images)
-    total = sum(constant_policy_losses(b, steps, action_set, weights, per_channel) * len(b) for b in batches)
-    table = total / sum(len(b) for b in batches)
-    best = int(table.argmin())
-    return tuple(int(i) for i in np.unravel_index(best, table.shape)), float(table.flatten()[best])
-
-
-# -- full-resolution enhancement ---------------------------------------------------------------------------
 
 def receptive_radius(policy: PixelActorCriticPolicy) -> int:
     """How far (in pixels) an action of ``policy`` looks: first conv 1 + trunk and branch dilations + head 1.
@@ -344,8 +233,9 @@ def enhance(
     (:func:`policy_actions`, tile by tile) and moves the image one step along the curve
     (``action_set.step``), in bands of rows and in place, so that the memory stays bounded: about
     three float32 copies of the image plus one tile's activations (under 2 GiB for 24 megapixels; see
-    ``benchmarks/inference_speed.py``). Runs under ``torch.inference_mode()`` after :func:`tune_cpu`; the
-    threads are torch's (``torch.set_num_threads``); see :func:`tune_cpu` for the memory allocator.
+    ``benchmarks/inference_speed.py``). Runs under ``torch.inference_mode()``; the threads are torch's
+    (``torch.set_num_threads``). On a CPU, call :func:`rellie_env.cpu.tune_cpu` once first (the command-line
+    tools do): without it, large images run up to 1.7x slower and tiny probabilities as denormals.
 
     :param policy: a policy (``agents.checkpoints.load_policy``, ``load_default``, ``load_official_rellie``).
     :param image: the photo, any form :func:`rellie_env.images.to_float_rgb` accepts (float RGB ``H x W x 3``).
@@ -377,7 +267,6 @@ def enhance(
             raise ValueError("denoise='ffdnet' needs the FFDNet weights (ffdnet=path of ffdnet_net_rgb.pth)")
         if not isinstance(ffdnet, FFDNet):
             ffdnet = load_ffdnet(ffdnet)
-    tune_cpu()
     action_set = policy.action_set if action_set is None else action_set
     rgb = to_float_rgb(image)  # always a fresh float32 copy: the steps work in place on it
     h, w = rgb.shape[:2]

@@ -1,0 +1,1 @@
+"""The command-line tools: ``rellie-train``, ``rellie-evaluate`` and ``rellie-enhance``."""
