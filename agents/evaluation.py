@@ -28,7 +28,7 @@ from agents.inference import enhance, greedy_rollout
 from agents.niqe import niqe
 from agents.policies import PixelActorCriticPolicy
 from rellie_env.curves import ActionSet
-from rellie_env.images import Augmentation, ImageSet, load_images, to_nchw
+from rellie_env.images import Augmentation, ImageSet, load_images, stack_nchw, to_nchw
 from rellie_env.losses import NO_REFERENCE_TERMS, LossWeights, image_loss, loss_terms, weighted_sum
 from rellie_env.metrics import psnr, ssim
 
@@ -160,20 +160,20 @@ class ValidationCrops:
     targets: torch.Tensor
 
     @classmethod
-    def of(cls, data: str, n: int = 16, size: int = 128, seed: int = 0) -> "ValidationCrops":
+    def of(cls, data: str, n: int = 16, size: int = 128, seed: int = 0, fit: bool = False) -> "ValidationCrops":
         """``n`` crops (no flips or rotations), spread over the images of ``data`` (any
         :func:`~rellie_env.images.load_images` source whose images have targets, e.g. ``builtin:test`` or
-        ``dark:PATH``)."""
+        ``dark:PATH``); with ``fit``, of each image shrunk so that its shorter side is ``size`` (most of the
+        scene, for a policy that acts on whole-image statistics)."""
         source = load_images(data)
         with_target = [i for i in range(len(source)) if source.target(i) is not None]
         if not with_target:
             raise ValueError(f"validation data {data!r} has no ground truth (use builtin:test or dark:PATH)")
         rng = np.random.default_rng(seed)
-        crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0)
+        crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0, fit_scale=1.0 if fit else None)
         pairs = [crop(rng, source.image(i), source.target(i))
                  for i in (with_target[k * len(with_target) // n] for k in range(n))]
-        stack = lambda xs: torch.from_numpy(np.stack(xs).transpose(0, 3, 1, 2).copy())  # noqa: E731
-        return cls(stack([p[0] for p in pairs]), stack([p[1] for p in pairs]))
+        return cls(stack_nchw([p[0] for p in pairs]), stack_nchw([p[1] for p in pairs]))
 
     def score(self, policy: PixelActorCriticPolicy, steps: int = 6) -> tuple[float, float]:
         device = next(policy.parameters()).device

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -16,13 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from agents.baselines import nlm_denoise
+from agents.denoiser import DEFAULT_DENOISER, LowLightDenoiser, load_denoiser
 from agents.ffdnet import CONV_LAYERS, FFDNet, denoise_ffdnet, gain_noise_sigma, load_ffdnet
 from agents.policies import PixelActorCriticPolicy
 from rellie_env.cpu import MALLOC
 from rellie_env.curves import ActionSet, curve_step
-from rellie_env.images import to_float_rgb
+from rellie_env.images import to_float_rgb, to_hwc, to_nchw
 
-DENOISERS = ("none", "nlm", "ffdnet")
+DENOISERS = ("none", "learned", "nlm", "ffdnet")
 # Fast mode's default: the policy sees a copy with sides scaled by 1/5 (1/25 of the pixels): then fast mode
 # takes ~0.7x Zero-DCE's time (at 1/4 it took as long) and stays > 45 dB from full mode with the released agent.
 FAST_SIZE = 0.2
@@ -55,6 +57,13 @@ def receptive_radius(policy: PixelActorCriticPolicy) -> int:
     16 pixels, so a tile with a halo of 16 pixels gives the same actions as the whole image.
     """
     return 1 + sum(policy.trunk_dilations) + sum(policy.branch_dilations) + 1
+
+
+def check_tile(tile: int, halo: int) -> None:
+    """A tile must be at least twice its halo: smaller tiles would spend nearly all their work on the halo."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 2 * halo:
+        raise ValueError(f"tile must be an integer of at least {2 * halo} (twice the network's receptive radius "
+                         f"{halo}), got {tile!r}")
 
 
 def _spans(n: int, tile: int, halo: int, align: int) -> list[tuple[int, int, int, int]]:
@@ -161,15 +170,6 @@ def upsample_rows(maps: torch.Tensor, size: tuple[int, int], start: int, stop: i
     return torch.lerp(rows[..., c0.to(maps.device)], rows[..., c1.to(maps.device)], wc.to(maps.device))
 
 
-def _as_nchw(image: np.ndarray) -> torch.Tensor:
-    """A ``(1, 3, H, W)`` channels-last view of an ``H x W x 3`` float32 array (shared memory, writable)."""
-    return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
-
-
-def _hwc(x: torch.Tensor) -> np.ndarray:
-    return x[0].permute(1, 2, 0).to("cpu", torch.float32).contiguous().numpy()
-
-
 def _shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
     """A copy of ``image`` (``H x W x 3``), shrunk to ``long_side`` if it is longer."""
     h, w = image.shape[:2]
@@ -190,28 +190,44 @@ def fast_shape(h: int, w: int, fast_size: float = FAST_SIZE) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
+def map_tiles(
+    fn: Callable[[slice, slice], torch.Tensor], image: torch.Tensor, tile: int, halo: int, align: int = 1,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply an image-to-image network tile by tile (:func:`tiles`): the same result in bounded memory.
+
+    :param fn: ``fn(padded_rows, padded_cols)`` gives the network's output on that region of ``image``.
+    :param halo: the network's receptive radius. :param align: as for :func:`tiles`.
+    :param out: where to write the result (a new tensor by default); must not share memory with ``image``.
+    """
+    out = torch.empty_like(image) if out is None else out
+    for rows, cols, padded_rows, padded_cols in tiles(*image.shape[-2:], tile, halo, align):
+        out[:, :, rows, cols] = fn(padded_rows, padded_cols)[(..., *_inner(rows, cols, padded_rows, padded_cols))]
+    return out
+
+
 def denoise_ffdnet_tiled(
     model: FFDNet, image: torch.Tensor, sigma: torch.Tensor, tile: int = 512, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """:func:`agents.ffdnet.denoise_ffdnet` tile by tile: the same result in bounded memory.
-
-    Tiles start on even pixels (FFDNet works on 2x2 sub-images) and carry a halo of FFDNet's receptive
-    radius (12 half-resolution pixels, 24 pixels).
+    """:func:`agents.ffdnet.denoise_ffdnet` tile by tile (:func:`map_tiles`). Tiles start on even pixels
+    (FFDNet works on 2x2 sub-images) and carry a halo of FFDNet's receptive radius (24 pixels).
 
     :param image: ``(B, 3, H, W)`` in [0, 1].
     :param sigma: as for ``denoise_ffdnet``: a number, ``(B,)`` or a map ``(B, 3, ceil(H/2), ceil(W/2))``.
-    :param out: where to write the result (a new tensor by default); must not share memory with ``image``.
     """
-    b, _, h, w = image.shape
-    out = torch.empty_like(image) if out is None else out
-    for rows, cols, padded_rows, padded_cols in tiles(h, w, tile, 2 * CONV_LAYERS, align=2):
+    def run(rows: slice, cols: slice) -> torch.Tensor:
         s = sigma
         if isinstance(sigma, torch.Tensor) and sigma.dim() == 4:
-            s = sigma[:, :, padded_rows.start // 2 : (padded_rows.stop + 1) // 2,
-                      padded_cols.start // 2 : (padded_cols.stop + 1) // 2]
-        result = denoise_ffdnet(model, image[:, :, padded_rows, padded_cols], s)
-        out[:, :, rows, cols] = result[(..., *_inner(rows, cols, padded_rows, padded_cols))]
-    return out
+            s = sigma[:, :, rows.start // 2 : (rows.stop + 1) // 2, cols.start // 2 : (cols.stop + 1) // 2]
+        return denoise_ffdnet(model, image[:, :, rows, cols], s)
+
+    return map_tiles(run, image, tile, 2 * CONV_LAYERS, align=2, out=out)
+
+
+def denoise_input(model: LowLightDenoiser, image: torch.Tensor, tile: int = 512,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """The low-light denoiser (:mod:`agents.denoiser`) on ``(B, 3, H, W)`` images, tile by tile."""
+    return map_tiles(lambda rows, cols: model(image[:, :, rows, cols]), image, tile, model.radius, align=2, out=out)
 
 
 def enhance(
@@ -224,6 +240,7 @@ def enhance(
     fast_size: float = FAST_SIZE,
     denoise: str = "none",
     ffdnet: FFDNet | str | os.PathLike | None = None,
+    denoiser: LowLightDenoiser | str | os.PathLike | None = None,
     return_steps: bool = False,
     steps_size: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
@@ -247,39 +264,52 @@ def enhance(
         smooth, so little is lost at a fraction of the cost.
     :param fast_size: size of that copy (:func:`fast_shape`): a scale of the sides if at most 1, else the
         long side in pixels.
-    :param denoise: ``"none"``, ``"nlm"`` (OpenCV non-local means, :func:`agents.baselines.nlm_denoise`) or
-        ``"ffdnet"`` (ReLLIE's final step: FFDNet with the gain-based noise map
-        :func:`agents.ffdnet.gain_noise_sigma`); either runs once, after the last step.
+    :param denoise: ``"none"``; ``"learned"``: the project's low-light denoiser (:mod:`agents.denoiser`) on the
+        input, before the first step, where the noise is still small and simple; or after the last step,
+        ``"nlm"`` (OpenCV non-local means, :func:`agents.baselines.nlm_denoise`) or ``"ffdnet"`` (ReLLIE's final
+        step: FFDNet with the gain-based noise map :func:`agents.ffdnet.gain_noise_sigma`).
     :param ffdnet: an FFDNet model or the path of its weights (``ffdnet_net_rgb.pth``), for ``"ffdnet"``.
+    :param denoiser: for ``"learned"``, a :class:`~agents.denoiser.LowLightDenoiser` or the path of its weights
+        (default: the shipped ones).
     :param return_steps: also return the image after each step and the alpha maps of each step (before
         coupling, ``H x W x 3``; in fast mode the upsampled ones).
     :param steps_size: with ``return_steps``, shrink those images and maps (``INTER_AREA``) to this long
         side, so that a large photo's steps do not need ``2 * steps`` full-size copies.
-    :return: the enhanced float32 RGB ``H x W x 3`` image in [0, 1]; with ``return_steps``, the tuple
+    :return: the enhanced float32 RGB ``H x W x 3`` image in [0, 1] (grey for a grey photo: the heads act on
+        the channels apart, so the result's channels are averaged); with ``return_steps``, the tuple
         ``(image, step_images, alpha_maps)``.
     """
     if denoise not in DENOISERS:
         raise ValueError(f"denoise must be one of {', '.join(DENOISERS)}, got {denoise!r}")
-    if steps < 0:
-        raise ValueError(f"steps must be non-negative, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    check_tile(tile, receptive_radius(policy))
     if denoise == "ffdnet":
         if ffdnet is None:
             raise ValueError("denoise='ffdnet' needs the FFDNet weights (ffdnet=path of ffdnet_net_rgb.pth)")
         if not isinstance(ffdnet, FFDNet):
             ffdnet = load_ffdnet(ffdnet)
+    if denoise == "learned" and not isinstance(denoiser, LowLightDenoiser):
+        denoiser = load_denoiser(DEFAULT_DENOISER if denoiser is None else denoiser,
+                                 next(policy.parameters()).device)
     action_set = policy.action_set if action_set is None else action_set
     rgb = to_float_rgb(image)  # always a fresh float32 copy: the steps work in place on it
+    grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
     h, w = rgb.shape[:2]
     band = max(1, tile * tile // w)  # rows per band of the in-place curve steps
     step_images: list[np.ndarray] = []
     alpha_maps: list[np.ndarray] = []
     with torch.inference_mode():
-        x = _as_nchw(rgb)
+        if denoise == "learned":
+            clean = np.empty_like(rgb)
+            denoise_input(denoiser, to_nchw(rgb), tile, out=to_nchw(clean))
+            rgb = clean
+        x = to_nchw(rgb)
         original = x.clone() if denoise == "ffdnet" else None
         small = None
         if fast:
             sh, sw = fast_shape(h, w, fast_size)
-            small = _as_nchw(cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).reshape(sh, sw, 3))
+            small = to_nchw(cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).reshape(sh, sw, 3))
         for _ in range(steps):
             if small is None:
                 actions = policy_actions(policy, x, tile)
@@ -294,16 +324,18 @@ def enhance(
                 alpha = upsample_rows(alpha_small, (h, w), 0, h) if return_steps else None
             if return_steps:
                 step_images.append(_shrink(rgb, steps_size))
-                alpha_maps.append(_shrink(_hwc(alpha), steps_size))
+                alpha_maps.append(_shrink(to_hwc(alpha), steps_size))
             if len(tiles(*(x if small is None else small).shape[2:], tile, 0)) > 1:
                 MALLOC.trim()  # tiles of several shapes fragment the heap: give its free memory back
         if denoise == "ffdnet":
             sigma = gain_noise_sigma(original, x)
             del original
             out = np.empty_like(rgb)
-            denoise_ffdnet_tiled(ffdnet, x, sigma, tile, out=_as_nchw(out))
+            denoise_ffdnet_tiled(ffdnet, x, sigma, tile, out=to_nchw(out))
             rgb = out
         elif denoise == "nlm":
             rgb = nlm_denoise(rgb)
+    if grey:
+        rgb[...] = rgb.mean(2, keepdims=True)  # the heads act apart; a grey photo stays grey
     MALLOC.trim()
     return (rgb, step_images, alpha_maps) if return_steps else rgb

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,10 +12,10 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.buffers import PixelRolloutBuffer
 from agents.distributions import PixelCategoricalDistribution
-from rellie_env.losses import smoothness_loss
+from rellie_env.losses import LOSS_TERMS, smoothness_loss
 from rellie_env.vector import TensorVecEnv
 
-FINAL_KEYS = ("image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss/smoothness", "psnr", "ssim")
+FINAL_KEYS = ("image_loss", *(f"loss/{term}" for term in LOSS_TERMS), "psnr", "ssim")
 
 
 class PixelOnPolicyMixin:
@@ -35,9 +36,15 @@ class PixelOnPolicyMixin:
     bf16: bool = False
     final_credit: bool = False
 
-    def _pixel_setup(self, reward_scale: float, alpha_smoothness_coef: float, bf16: bool, final_credit: bool,
-                     gamma: float | None, default_gamma: float) -> float:
+    def _pixel_setup(self, policy: Any, reward_scale: float, alpha_smoothness_coef: float, bf16: bool,
+                     final_credit: bool, gamma: float | None, default_gamma: float) -> float:
         """Check and keep the pixel-wise settings; returns the discount to use (0 with ``final_credit``)."""
+        from agents.policies import PixelActorCriticPolicy
+
+        if isinstance(policy, str) and policy != "PixelActorCriticPolicy" or not isinstance(policy, str) and not (
+                isinstance(policy, type) and issubclass(policy, PixelActorCriticPolicy)):
+            raise ValueError(f"{type(self).__name__} needs PixelActorCriticPolicy (or a subclass), the fully "
+                             f"convolutional policy of action maps; got {policy!r}")
         if not (reward_scale > 0 and np.isfinite(reward_scale)):
             raise ValueError(f"reward_scale must be positive, got {reward_scale}")
         if not (alpha_smoothness_coef >= 0 and np.isfinite(alpha_smoothness_coef)):

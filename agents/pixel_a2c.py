@@ -35,6 +35,8 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
     :param kwargs: other arguments of SB3's ``A2C``.
     """
 
+    policy_aliases = {"PixelActorCriticPolicy": PixelActorCriticPolicy}
+
     def __init__(
         self,
         policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
@@ -54,7 +56,7 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
         use_rms_prop: bool = False,
         **kwargs: Any,
     ) -> None:
-        gamma = self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 1.05)
+        gamma = self._pixel_setup(policy, reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 1.05)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,

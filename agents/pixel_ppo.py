@@ -30,6 +30,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
     :param kwargs: other arguments of SB3's ``PPO``.
     """
 
+    policy_aliases = {"PixelActorCriticPolicy": PixelActorCriticPolicy}
+
     def __init__(
         self,
         policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
@@ -50,7 +52,7 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
         final_credit: bool = False,
         **kwargs: Any,
     ) -> None:
-        gamma = self._pixel_setup(reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 0.95)
+        gamma = self._pixel_setup(policy, reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 0.95)
         kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         super().__init__(
             policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,

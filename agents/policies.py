@@ -17,6 +17,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from agents.distributions import PixelCategoricalDistribution
 from rellie_env.curves import ActionSet
+from rellie_env.losses import log_luma
 
 
 def dilated_conv(channels_in: int, channels_out: int, dilation: int) -> nn.Conv2d:
@@ -36,11 +37,17 @@ def color_context(images: torch.Tensor, exposure: bool = False) -> torch.Tensor:
     """Log-chromaticity of each image's mean colour, ``(B, 3)``: how far (in log units) each channel's mean
     lies from the three channels' geometric mean; zero for a grey-balanced image, whatever its exposure.
 
-    :param exposure: append that geometric mean's log, ``(B, 4)``: how bright the image is.
+    :param exposure: append that geometric mean's log and the mean and standard deviation over the pixels of
+        their log-brightness (:func:`rellie_env.losses.log_luma`), ``(B, 6)``: how bright the image is and how
+        its brightness spreads.
     """
-    log_mean = images.float().mean((2, 3)).clamp_min(1e-3).log()
+    images = images.float()
+    log_mean = images.mean((2, 3)).clamp_min(1e-3).log()
     level = log_mean.mean(1, keepdim=True)
-    return torch.cat((log_mean - level, level), 1) if exposure else log_mean - level
+    if not exposure:
+        return log_mean - level
+    brightness = log_luma(images).flatten(1)
+    return torch.cat((log_mean - level, level, brightness.mean(1, keepdim=True), brightness.std(1, keepdim=True)), 1)
 
 
 def most_likely(logits: torch.Tensor) -> torch.Tensor:
@@ -76,7 +83,7 @@ class ReLLIETrunk(BaseFeaturesExtractor):
             raise ValueError("global_exposure needs global_color (the brightness is one more input of that layer)")
         self.net = conv_stack(observation_space.shape[0], width, (1, *dilations))
         self.global_exposure = global_exposure
-        self.color = nn.Linear(4 if global_exposure else 3, width) if global_color else None
+        self.color = nn.Linear(6 if global_exposure else 3, width) if global_color else None
 
     def context(self, images: torch.Tensor) -> torch.Tensor | None:
         """The whole-image input of :meth:`forward` for ``images`` (``None`` without ``global_color``)."""
@@ -307,8 +314,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     # -- SB3's stock interface: one joint action, one value per image -------------------------------------
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         actions, values, log_probs = self.act_pixels(obs, deterministic)
-        b = obs.shape[0]
-        return actions.long().reshape(b, *self.action_space.shape), self._image_value(values), log_probs.sum((1, 2, 3))
+        return self._as_action(actions.long(), obs), self._image_value(values), log_probs.sum((1, 2, 3))
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
         b, _, h, w = obs.shape
@@ -329,4 +335,29 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         dist = self.distribution(observation)
         actions = self.greedy_actions(observation, dist) if deterministic else dist.sample()
-        return actions.reshape(observation.shape[0], *self.action_space.shape)
+        return self._as_action(actions, observation)
+
+    def _as_action(self, actions: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Action maps ``(B, heads, H, W)`` in the form of the action space, at the observations' size: maps, or
+        flattened for :class:`agents.wrappers.FlattenActionMap`."""
+        return actions.reshape(obs.shape[0], -1) if len(self.action_space.shape) == 1 else actions
+
+    def obs_to_tensor(self, observation: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """An image ``(3, H, W)`` or a batch ``(B, 3, H, W)`` of images of one size, any size (the network is
+        fully convolutional), as a float tensor on the policy's device; and whether it was a batch."""
+        obs = torch.as_tensor(np.asarray(observation) if not isinstance(observation, torch.Tensor) else observation,
+                              dtype=torch.float32, device=self.device)
+        channels = self.observation_space.shape[0]
+        if obs.dim() not in (3, 4) or obs.shape[-3] != channels:
+            raise ValueError(f"expected an image ({channels}, H, W) or a batch (B, {channels}, H, W), "
+                             f"got shape {tuple(obs.shape)}")
+        return (obs, True) if obs.dim() == 4 else (obs[None], False)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """SB3's ``predict`` for images of any size: the action map of ``observation`` (``(3, H, W)`` gives
+        ``(3, H, W)``; a batch ``(B, 3, H, W)`` gives ``(B, 3, H, W)``), as int64 numpy."""
+        self.set_training_mode(False)
+        obs, batched = self.obs_to_tensor(observation)
+        with torch.no_grad():
+            actions = self._predict(obs, deterministic).long().cpu().numpy()
+        return (actions if batched else actions[0]), state

@@ -12,8 +12,9 @@ from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoard
 
 from agents.checkpoints import atomic_write, save_model
 from agents.evaluation import ValidationCrops
+from rellie_env.losses import LOSS_TERMS
 
-TRAINING_FIELDS = ("reward", "image_loss", "loss/spatial", "loss/exposure", "loss/color", "loss/smoothness")
+TRAINING_FIELDS = ("reward", "image_loss", *(f"loss/{term}" for term in LOSS_TERMS))
 VALIDATION_FIELDS = ("val_psnr", "val_ssim")
 CURVE_FIELDS = ("episode", *TRAINING_FIELDS, *VALIDATION_FIELDS)
 

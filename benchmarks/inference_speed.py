@@ -45,7 +45,7 @@ from rellie_env.cpu import tune_cpu  # noqa: E402
 from agents.official import load_official_rellie  # noqa: E402
 from agents.policies import PixelActorCriticPolicy  # noqa: E402
 from agents.zero_dce import ZeroDCE, load_zero_dce  # noqa: E402
-from rellie_env.images import load_images  # noqa: E402
+from rellie_env.images import load_images, to_nchw  # noqa: E402
 from rellie_env.metrics import psnr  # noqa: E402
 
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -167,12 +167,9 @@ def main() -> None:
         t_fast = best_time(lambda: enhance(policy, image, steps=args.steps, fast=True, fast_size=args.fast_size),
                            args.repeats)
 
-        def nchw(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0)
-
         full = enhance(policy, image, steps=args.steps)
         fast = enhance(policy, image, steps=args.steps, fast=True, fast_size=args.fast_size)
-        fast_psnr = float(psnr(nchw(fast), nchw(full))[0])
+        fast_psnr = float(psnr(to_nchw(fast), to_nchw(full))[0])
         t_conv = conv_seconds(convs, h, w, max(args.repeats, 5))  # the fastest seen: the strictest bound
         bound = args.steps * t_conv
         gmacs = mac_px * h * w / t_conv / 1e9

@@ -46,7 +46,7 @@ from agents.ffdnet import load_ffdnet
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
 from rellie_env.cpu import tune_cpu
-from rellie_env.images import Augmentation, load_images
+from rellie_env.images import Augmentation, load_images, stack_nchw
 from rellie_env.losses import LossWeights
 
 GRID_METHODS = ("gamma", "zero-dce", "rellie-official", "ours")
@@ -58,7 +58,7 @@ def constant_triple(steps: int, action_set, weights: LossWeights, n: int = 32, s
     rng = np.random.default_rng(0)
     crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0)
     crops = np.stack([crop(rng, source.image(int(i)))[0] for i in rng.permutation(len(source))[:n]])
-    triple, _ = best_constant_policy(torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()), steps, action_set, weights)
+    triple, _ = best_constant_policy(stack_nchw(list(crops)), steps, action_set, weights)
     return triple
 
 

@@ -9,6 +9,7 @@ from gymnasium.utils import seeding
 
 from rellie_env.config import EnvConfig, sample_start
 from rellie_env.core import EpisodeInput, state_loss, transition
+from rellie_env.images import stack_nchw
 from rellie_env.metrics import psnr, ssim
 
 
@@ -113,12 +114,12 @@ class BatchedLowLightEnv:
         rows = torch.from_numpy(envs).to(self.device)
         # Observations handed out earlier share memory with the state: copy before writing new episodes in.
         self.image, self.target = self.image.clone(), self.target.clone()
-        new = EpisodeInput.of(torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2)).to(self.device), self.config.weights)
+        new = EpisodeInput.of(stack_nchw(images).to(self.device), self.config.weights)
         self.original = EpisodeInput(self.original.image.clone(), self.original.blocks.clone())
         self.original.image[rows] = new.image
         self.original.blocks[rows] = new.blocks
         self.image[rows] = new.image
-        self.target[rows] = torch.from_numpy(np.stack(targets).transpose(0, 3, 1, 2)).to(self.device)
+        self.target[rows] = stack_nchw(targets).to(self.device)
         self.loss[rows] = state_loss(new.image, new, self.config.weights)
         self.steps[envs] = 0
         self.started = True

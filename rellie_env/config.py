@@ -27,11 +27,16 @@ FLAT_ARGUMENTS: dict[str, tuple[str, str]] = {
     "color_weight": ("weights", "color"),
     "smoothness_weight": ("weights", "smoothness"),
     "color_mode": ("weights", "color_mode"),
+    "statistics_weight": ("weights", "statistics"),
+    "chroma_weight": ("weights", "chroma"),
+    "log_mean": ("weights", "log_mean"),
+    "log_std": ("weights", "log_std"),
     "crop_size": ("augmentation", "crop_size"),
     "flip_prob": ("augmentation", "flip_prob"),
     "rotate_prob": ("augmentation", "rotate_prob"),
     "max_rotation": ("augmentation", "max_rotation"),
     "min_scale": ("augmentation", "min_scale"),
+    "fit_scale": ("augmentation", "fit_scale"),
 }
 
 

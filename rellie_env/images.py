@@ -70,20 +70,24 @@ def to_nchw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0)
 
 
+def stack_nchw(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """Images ``H x W x 3`` of one size as a new ``(N, 3, H, W)`` tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
+
+
 def to_hwc(images: torch.Tensor) -> np.ndarray:
     """The first image of a ``(B, 3, H, W)`` tensor (any device) as a new ``H x W x 3`` float32 array."""
     return np.array(images[0].detach().permute(1, 2, 0).to("cpu", torch.float32).numpy(), order="C")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray | None:
-    """Read an image file as float RGB (8/16-bit, grey, RGBA handled); ``None`` if it cannot be read."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """Read an image file as float RGB (8 or 16 bits, grey or colour, alpha dropped, the EXIF orientation
+    applied); ``None`` if it cannot be read."""
+    raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
     if raw is None:
         return None
-    if raw.ndim == 3 and raw.shape[2] >= 3:
-        raw = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA if raw.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     try:
-        return to_float_rgb(raw)
+        return to_float_rgb(cv2.cvtColor(raw, cv2.COLOR_BGR2RGB))
     except ValueError:
         return None
 
@@ -136,17 +140,20 @@ class Degradation:
         if not (0.0 <= self.color_cast < np.inf and 0.0 <= self.read_noise < np.inf):
             raise ValueError("Degradation.color_cast and read_noise must be finite and non-negative")
 
-    def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A darkened copy of the clean float RGB ``image``, drawn with ``rng``."""
+    def apply(self, image: np.ndarray, rng: np.random.Generator,
+              with_signal: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """A darkened copy of the clean float RGB ``image``, drawn with ``rng``; with ``with_signal``, also its
+        noise-free darkening (what a denoiser should give back)."""
         gamma, gain = rng.uniform(*self.gamma), rng.uniform(*self.gain)
         if self.color_cast:
             gain = gain * np.exp(rng.uniform(-self.color_cast, self.color_cast, 3)).astype(np.float32)
-        signal = gain * np.power(image, gamma)
+        signal = np.clip(gain * np.power(image, gamma), 0.0, 1.0).astype(np.float32)
+        low = signal
         if self.shot_noise[1] > 0.0:
             a = rng.uniform(*self.shot_noise)
-            signal = rng.poisson(signal / a) * a
-        low = signal + rng.normal(0.0, self.read_noise, image.shape)
-        return np.clip(low, 0.0, 1.0).astype(np.float32)
+            low = rng.poisson(signal / a) * a
+        low = np.clip(low + rng.normal(0.0, self.read_noise, image.shape), 0.0, 1.0).astype(np.float32)
+        return (low, signal) if with_signal else low
 
 
 # The built-in photos' own darkening (Gaussian noise, no cast): the demo set that `make demo` scores.
@@ -430,6 +437,9 @@ class Augmentation:
     :param min_scale: below 1, the image is first shrunk (area interpolation) by a factor drawn
         log-uniformly from ``[min_scale, 1]``, so that the agent sees scenes at many scales, as it does
         photos of any resolution and fast enhancement's downscaled copy (1, the default, draws nothing).
+    :param fit_scale: when set (at least 1), the image is first resized (area interpolation) so that its
+        shorter side is ``crop_size * v``, ``v`` drawn log-uniformly from ``[1, fit_scale]``: each crop then
+        shows most of the scene, as a loss on whole-image statistics needs (``None``, the default: no fit).
     """
 
     crop_size: int | None = 70
@@ -437,6 +447,7 @@ class Augmentation:
     rotate_prob: float = 0.5
     max_rotation: float = 10.0
     min_scale: float = 1.0
+    fit_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.crop_size is not None and self.crop_size < 16:
@@ -448,6 +459,11 @@ class Augmentation:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.max_rotation <= 180.0:
             raise ValueError(f"max_rotation must lie in [0, 180] degrees, got {self.max_rotation}")
+        if self.fit_scale is not None:
+            if self.crop_size is None or not 1.0 <= self.fit_scale < np.inf:
+                raise ValueError(f"fit_scale needs a crop_size and must be at least 1, got {self.fit_scale}")
+            if self.min_scale < 1.0:
+                raise ValueError("fit_scale and min_scale both set the scale: give one of them")
 
     def __call__(
         self, rng: np.random.Generator, image: np.ndarray, target: np.ndarray | None = None
@@ -457,11 +473,15 @@ class Augmentation:
         :return: new float32 arrays (never views of the inputs).
         """
         pair = [image] if target is None else [image, target]
-        if self.min_scale < 1.0:
-            scale = float(np.exp(rng.uniform(np.log(self.min_scale), 0.0)))
+        if self.min_scale < 1.0 or self.fit_scale is not None:
             h, w = image.shape[:2]
+            if self.fit_scale is not None:
+                scale = self.crop_size * float(np.exp(rng.uniform(0.0, np.log(self.fit_scale)))) / min(h, w)
+            else:
+                scale = float(np.exp(rng.uniform(np.log(self.min_scale), 0.0)))
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            pair = [cv2.resize(p, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3) for p in pair]
+            method = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            pair = [cv2.resize(p, size, interpolation=method).reshape(size[1], size[0], 3) for p in pair]
         flip = rng.random() < self.flip_prob
         angle = float(rng.uniform(-self.max_rotation, self.max_rotation)) if rng.random() < self.rotate_prob else None
         c = self.crop_size

@@ -126,6 +126,50 @@ def smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
     return 2.0 * (h_tv / max((h - 1) * w, 1) + w_tv / max(h * (w - 1), 1))
 
 
+LOG_EPS = 1.0 / 255.0  # one 8-bit level: keeps the log of black pixels finite
+# Mean and standard deviation, over the pixels, of log(luma + 1/255) for natural, well-exposed photos: their
+# averages over BSDS500's 200 training photos (luma: the mean of R, G, B).
+NATURAL_LOG_MEAN, NATURAL_LOG_STD = -1.068, 0.572
+
+
+def log_luma(x: torch.Tensor) -> torch.Tensor:
+    """``log(mean over channels + 1/255)``: ``(B, H, W)``."""
+    return x.mean(1).add(LOG_EPS).log()
+
+
+def statistics_loss(x: torch.Tensor, log_mean: float = NATURAL_LOG_MEAN, log_std: float = NATURAL_LOG_STD) -> torch.Tensor:
+    """How far the image's log-brightness statistics lie from natural photos': ``(B,)``,
+    ``(mean - log_mean)^2 + (std - log_std)^2`` of :func:`log_luma` over the pixels.
+
+    A darkened photo ``y = g x^gamma`` has ``log y = log g + gamma log x``: its log-brightness is the photo's,
+    shifted and stretched. Matching the mean (the exposure) and the standard deviation (the contrast) of natural
+    photos undoes both, where one exposure level E undoes only the shift.
+    """
+    flat = log_luma(x).flatten(1)
+    return (flat.mean(1) - log_mean).square() + (flat.std(1) - log_std).square()
+
+
+def chroma_map(enhanced: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Per pixel, how far the colour departs from a power law: ``(B, 1, H, W)``.
+
+    A tone curve ``x -> x^p`` scales each pixel's log-chromaticity (its channels' logs less their mean) by p;
+    with ``p = log(luma_out) / log(luma_in)``, the pixel's own brightening as a power, this is the squared
+    distance of the output's log-chromaticity to p times the input's, summed over channels. So a pixel may
+    brighten as it likes, but its colour must follow as under a camera's tone curve: no cast is added, and
+    the saturation a power-law darkening adds is taken out again.
+    """
+    lin, lout = (x.mean(1, keepdim=True).add(LOG_EPS).log() for x in (original, enhanced))
+    power = (lout / lin.clamp(max=-LOG_EPS)).detach()  # both logs are negative below 1
+    cin, cout = (x.add(LOG_EPS).log() for x in (original, enhanced))
+    cin, cout = cin - cin.mean(1, keepdim=True), cout - cout.mean(1, keepdim=True)
+    return (cout - power * cin).square().sum(1, keepdim=True)
+
+
+def chroma_loss(enhanced: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """Mean of :func:`chroma_map` over the pixels: ``(B,)``."""
+    return chroma_map(enhanced, original).mean((1, 2, 3))
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights and settings of the non-reference loss (defaults: as released).
@@ -138,6 +182,10 @@ class LossWeights:
     :param exposure_patch: patch size of the exposure term.
     :param spatial_block: block size of the spatial consistency term.
     :param color_mode: ``"grey-world"`` (July 2021 code, weight 50) or ``"ratio"`` (2022 code, weight 20).
+    :param statistics: weight of :func:`statistics_loss` (0 as released).
+    :param chroma: weight of :func:`chroma_loss` (0 as released).
+    :param log_mean: the mean log-brightness :func:`statistics_loss` asks for.
+    :param log_std: the standard deviation of log-brightness it asks for.
     """
 
     spatial: float = 1.0
@@ -148,14 +196,20 @@ class LossWeights:
     exposure_patch: int = 16
     spatial_block: int = 4
     color_mode: str = "grey-world"
+    statistics: float = 0.0
+    chroma: float = 0.0
+    log_mean: float = NATURAL_LOG_MEAN
+    log_std: float = NATURAL_LOG_STD
 
     def __post_init__(self) -> None:
         if self.color_mode not in ("grey-world", "ratio"):
             raise ValueError(f"color_mode must be 'grey-world' or 'ratio', got {self.color_mode!r}")
-        for name in ("spatial", "exposure", "color", "smoothness"):
+        for name in ("spatial", "exposure", "color", "smoothness", "statistics", "chroma", "log_std"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"the {name} weight must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.log_mean, (int, float)) and math.log(LOG_EPS) < self.log_mean < 0.0):
+            raise ValueError(f"log_mean must lie in (log(1/255), 0), got {self.log_mean!r}")
         if not (isinstance(self.exposure_level, (int, float)) and 0.0 < self.exposure_level < 1.0):
             raise ValueError(f"exposure_level must lie in (0, 1), got {self.exposure_level!r}")
         for name in ("exposure_patch", "spatial_block"):
@@ -164,9 +218,9 @@ class LossWeights:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-LOSS_TERMS = ("spatial", "exposure", "color", "smoothness")
+LOSS_TERMS = ("spatial", "exposure", "color", "statistics", "chroma", "smoothness")
 # The terms of an image alone (no alpha maps): the score evaluation reports and the rewards' potential.
-NO_REFERENCE_TERMS = ("spatial", "exposure", "color")
+NO_REFERENCE_TERMS = ("spatial", "exposure", "color", "statistics", "chroma")
 
 
 def loss_terms(
@@ -176,7 +230,8 @@ def loss_terms(
     weights: LossWeights,
     original_blocks: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The four unweighted loss terms of each image, ``{name: (B,)}``; smoothness is 0 without ``alpha``.
+    """The unweighted loss terms of each image, ``{name: (B,)}`` (:data:`LOSS_TERMS`); smoothness is 0
+    without ``alpha``, and the terms released ReLLIE lacks (statistics, chroma) are 0 unless weighted.
 
     ``original_blocks`` is ``grey_blocks(original, weights.spatial_block)``, when the caller keeps it.
     """
@@ -187,11 +242,14 @@ def loss_terms(
     grey = image.mean(1, keepdim=True)
     spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks, grey)
     exposure = exposure_map(image, weights.exposure_patch, weights.exposure_level, grey)
+    zero = torch.zeros_like(color)
     return {
         "spatial": spatial.mean((1, 2, 3)),
         "exposure": exposure.mean((1, 2, 3)),
         "color": color,
-        "smoothness": smoothness_loss(alpha) if alpha is not None else torch.zeros_like(color),
+        "statistics": statistics_loss(image, weights.log_mean, weights.log_std) if weights.statistics else zero,
+        "chroma": chroma_loss(image, original) if weights.chroma else zero,
+        "smoothness": smoothness_loss(alpha) if alpha is not None else zero,
     }
 
 
@@ -230,7 +288,8 @@ def loss_map(
     original_blocks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Local version of the weighted loss, ``(B, H, W)``: exposure per patch, spatial consistency per
-    block, smoothness per pixel and colour per image (grey-world) or per pixel (ratio)."""
+    block, smoothness and chroma per pixel, colour per image (grey-world) or per pixel (ratio), statistics per
+    image."""
     b, _, h, w = image.shape
     spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks)
     total = weights.spatial * _upsample(spatial, (h, w))
@@ -240,6 +299,10 @@ def loss_map(
         total = total + weights.color * color_constancy_loss(image).view(b, 1, 1, 1)
     else:
         total = total + weights.color * color_ratio_map(image, original)
+    if weights.statistics:
+        total = total + weights.statistics * statistics_loss(image, weights.log_mean, weights.log_std).view(b, 1, 1, 1)
+    if weights.chroma:
+        total = total + weights.chroma * chroma_map(image, original)
     if alpha is not None:
         total = total + weights.smoothness * smoothness_map(alpha)
     return total[:, 0]

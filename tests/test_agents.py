@@ -114,6 +114,43 @@ def test_official_weights_reproduce_the_original():
         np.testing.assert_allclose(obs, images[t + 1], atol=1e-4)
 
 
+def test_predict_takes_any_image_size_and_reproduces_the_reference_run():
+    """The released weights (built for 70 x 70) through SB3's ``predict`` on the reference run's 160 x 120 image,
+    step by step: the original code's six greedy steps."""
+    ref = np.load(reference_file("rellie_reference_astronaut.npz"))
+    policy = load_official_rellie(reference_file("rellie_official_model.npz"))
+    assert policy.observation_space.shape == (3, 70, 70)
+    env = LowLightEnv(crop_size=None, max_steps=6)
+    obs, _ = env.reset(options={"image": ref["input_bgr_chw"][::-1].transpose(1, 2, 0)})
+    images = ref["images_bgr_chw"][:, ::-1]
+    for t in range(6):
+        actions, state = policy.predict(obs, deterministic=True)
+        assert actions.shape == (3, 120, 160) and state is None
+        obs, *_ = env.step(actions)
+        np.testing.assert_allclose(obs, images[t + 1], atol=1e-4)
+    batch, _ = policy.predict(np.stack([obs, obs]), deterministic=True)
+    assert batch.shape == (2, 3, 120, 160) and (batch[0] == batch[1]).all()
+
+
+@pytest.mark.parametrize("kind", ["zip", "pt"])
+def test_predict_forward_and_values_take_any_size_for_loaded_models(tmp_path, kind):
+    env = LowLightSB3VecEnv(2, crop_size=32, max_steps=2)
+    model = PixelA2C(env=env, n_steps=2, policy_kwargs=dict(width=8), seed=0)
+    path = save_model(model, tmp_path / "m.zip") if kind == "zip" else save_weights(model.policy, tmp_path / "m.pt")
+    for policy in (load_policy(path), PixelA2C.load(tmp_path / "m.zip").policy if kind == "zip" else load_policy(path)):
+        obs = torch.rand(3, 3, 45, 61)
+        actions, _ = policy.predict(obs.numpy())
+        assert actions.shape == (3, 3, 45, 61) and actions.max() < 27
+        with torch.no_grad():
+            acts, values, log_probs = policy(obs)
+            assert acts.shape == (3, 3, 45, 61) and values.shape == (3, 1) and log_probs.shape == (3,)
+            values, log_probs, entropy = policy.evaluate_actions(obs, acts)
+            assert values.shape == (3, 1) and log_probs.shape == (3,) and entropy.shape == (3,)
+            assert policy.predict_values(obs).shape == (3, 1)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        policy.predict(np.zeros((4, 45, 61), np.float32))
+
+
 def test_bad_official_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "model.npz"
     np.savez(bad, nothing=np.zeros(3))
@@ -171,7 +208,10 @@ def test_color_context_is_the_cast_whatever_the_exposure():
     with_level = color_context(image, exposure=True)
     torch.testing.assert_close(with_level[:, :3], color_context(image))
     darker = color_context(image * 0.4, exposure=True) - with_level  # the level moves by log 0.4, the cast not
-    torch.testing.assert_close(darker, torch.tensor([0.0, 0.0, 0.0, np.log(0.4)], dtype=torch.float32).expand(2, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(darker[:, :4], torch.tensor([0.0, 0.0, 0.0, float(np.log(0.4))]).expand(2, 4), atol=1e-5, rtol=0)
+    assert (darker[:, 4] < np.log(0.4) * 0.8).all()  # log-brightness drops too (a little less: the 1/255 floor)
+    contrast = color_context(image ** 2, exposure=True) - with_level  # a power law stretches log-brightness
+    assert (contrast[:, 5] > 0.5 * with_level[:, 5]).all()
 
 
 def test_global_exposure_needs_global_color():
@@ -189,7 +229,7 @@ def test_global_color_policy_sees_the_whole_image(global_exposure):
     image[:, :2 if global_exposure else 1, :, 20:] *= 0.2  # the right half lacks red (and green)
     tile = image[:, :, :, :20]
     context = color_context(image, exposure=global_exposure)
-    assert context.shape == (1, 4 if global_exposure else 3)
+    assert context.shape == (1, 6 if global_exposure else 3)
     with torch.no_grad():
         whole = policy.action_logits(image)[..., :14]  # columns more than 6 px from the tile's cut edge
         torch.testing.assert_close(policy.action_logits(tile, context)[..., :14], whole)
@@ -345,7 +385,7 @@ def test_the_action_set_travels_with_the_policy(tmp_path):
     policy = small_policy(init_alpha=[1.0, 0.0, 0.0], init_alpha_spread=0.05, action_set=uncoupled)
     loaded = load_policy(save_weights(policy, tmp_path / "p.pt"))
     assert loaded.action_set == ActionSet(lead_channel=None) and loaded.action_set == policy.action_set
-    image = torch.full((1, 3, 32, 32), 0.3)
+    image = torch.tensor([0.3, 0.25, 0.2]).view(1, 3, 1, 1).expand(1, 3, 32, 32).contiguous()
     final, _ = greedy_rollout(loaded, image, steps=1)
     # red brightens with alpha 1; green and blue keep alpha 0 (with the released coupling they would follow blue)
     assert final[0, 0].mean() > 0.4 and torch.allclose(final[0, 1:], image[0, 1:])

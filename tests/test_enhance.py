@@ -117,7 +117,7 @@ def test_tiled_actions_and_images_equal_the_untiled(random_policy):
 @pytest.mark.parametrize("h, w", [(1, 1), (7, 300), (301, 5), (33, 65), (64, 64)])
 def test_any_size_and_aspect(random_policy, h, w):
     photo = dark_photo(h, w)
-    out = enhance(random_policy, photo, steps=2, tile=16)
+    out = enhance(random_policy, photo, steps=2, tile=32)
     assert out.shape == (h, w, 3) and out.min() >= 0 and out.max() <= 1
     np.testing.assert_allclose(out, enhance(random_policy, photo, steps=2, tile=10**4), atol=1e-5, rtol=0)
     fast = enhance(random_policy, photo, steps=2, fast=True)

@@ -114,7 +114,36 @@ def test_bad_weights_and_options_are_clear_errors(folders, model, capsys, monkey
     assert "--ffdnet-weights" in error_of([*args, "--model", str(model), "--denoise", "ffdnet"], capsys)
     monkeypatch.setattr(evaluate, "DEFAULT_MODEL", folders / "missing_default.pt")
     assert "--model" in error_of([*args, "--methods", "ours"], capsys)
+    assert not (folders / "out").exists()  # no output folder for a run that failed its checks
     assert evaluate.main([*args, "--methods", "identity"]) == 0
-    assert evaluate.main(args) == 0  # no model: 'ours' is left out, with a note
+    assert evaluate.main([*args, "--overwrite"]) == 0  # no model: 'ours' is left out, with a note
     assert "--model" in capsys.readouterr().err
     assert not (folders / "out" / "ours").exists()
+
+
+def test_an_existing_results_folder_is_refused_unless_overwritten(folders, model, capsys):
+    args = ["--input", str(folders / "low" / "a.png"), "--model", str(model), "--steps", "1"]
+    out = folders / "res"
+    assert evaluate.main([*args, "--out", str(out)]) == 0
+    (out / "stale.png").write_bytes(b"from the old run")
+    assert "already holds results" in error_of([*args, "--out", str(out)], capsys)
+    assert evaluate.main([*args, "--out", str(out), "--overwrite", "--methods", "gamma"]) == 0
+    assert not (out / "stale.png").exists() and not (out / "ours").exists()
+
+
+def test_images_too_small_to_score_are_skipped_with_a_note(tmp_path, model, capsys):
+    for name, (h, w) in {"tiny": (1, 1), "thin": (3, 5), "long": (10000, 8), "ok": (20, 24)}.items():
+        write_rgb(tmp_path / "in" / f"{name}.png", dark_photo(h, w))
+    out = tmp_path / "out"
+    assert evaluate.main(["--input", str(tmp_path / "in"), "--model", str(model), "--out", str(out), "--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "under 16x16" in err and "tiny (1x1)" in err and "long (10000x8)" in err
+    assert [r["image"] for r in json.loads((out / "results.json").read_text())["results"]][:1] == ["ok"]
+    assert "16x16" in error_of(["--input", str(tmp_path / "in" / "thin.png"), "--model", str(model),
+                                "--out", str(tmp_path / "o2")], capsys)
+
+
+def test_a_tile_under_twice_the_halo_is_refused(folders, model, capsys):
+    args = ["--input", str(folders / "low" / "a.png"), "--model", str(model), "--out", str(folders / "t")]
+    assert "tile must be an integer of at least" in error_of([*args, "--tile", "1"], capsys)
+    assert "exposure_level" in error_of([*args, "--exposure", "7"], capsys)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -54,10 +55,11 @@ from agents.evaluation import (
     write_png,
 )
 from agents.ffdnet import load_ffdnet
-from agents.inference import DENOISERS, FAST_SIZE, enhance
+from agents.inference import DENOISERS, FAST_SIZE, check_tile, enhance, receptive_radius
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
 from agents.baselines import zero_dce_enhance
+from rellie_env.config import min_side
 from rellie_env.cpu import tune_cpu
 from rellie_env.images import ImageSet, builtin_images, load_images
 from rellie_env.losses import LossWeights
@@ -78,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input", default="builtin", help="an image, a folder, 'builtin' (= builtin:test, with "
                         "ground truth), 'builtin:all', or 'dark:FOLDER' (clean photos, darkened)")
     parser.add_argument("--gt", help="folder of ground-truth images, paired with the inputs by file stem")
-    parser.add_argument("--out", default="demo", help="output folder (default: demo)")
+    parser.add_argument("--out", default="demo", help="output folder (default: demo; must be new or empty)")
+    parser.add_argument("--overwrite", action="store_true", help="replace what --out holds")
     parser.add_argument("--model", help=f"our model: SB3 .zip, weights .pt or the official .npz "
                                         f"(default: the shipped {DEFAULT_MODEL.name})")
     parser.add_argument("--methods", help=f"comma list from {','.join(METHODS)} "
@@ -168,8 +171,9 @@ def constant_triple(text: str, n_actions: int) -> tuple[int, int, int]:
     return triple
 
 
-def build_methods(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Method], object]:
-    """Each method as ``image -> enhanced``, and our policy (or ``None``); weights are loaded (and checked) here."""
+def build_methods(args: argparse.Namespace, names: list[str]) -> tuple[dict[str, Method], dict]:
+    """Each method as ``image -> enhanced``, and the ReLLIE agents' policies by method; weights are loaded (and
+    checked) here."""
     ffdnet = None
     if args.denoise == "ffdnet":
         if not args.ffdnet_weights:
@@ -178,13 +182,13 @@ def build_methods(args: argparse.Namespace, names: list[str]) -> tuple[dict[str,
     settings = dict(steps=args.steps, tile=args.tile, fast=args.fast, fast_size=args.fast_size,
                     denoise=args.denoise, ffdnet=ffdnet)
     table: dict[str, Method] = weight_free_methods()
-    policy = None
+    policies = {}
     if "zero-dce" in names:
         model = load_zero_dce(weights_file(args.zero_dce_weights, "--zero-dce-weights"))
         table["zero-dce"] = lambda x: zero_dce_enhance(model, x)
     if "rellie-official" in names:
-        table["rellie-official"] = agent(load_official_rellie(weights_file(args.rellie_weights, "--rellie-weights")),
-                                         **settings)
+        policies["rellie-official"] = load_official_rellie(weights_file(args.rellie_weights, "--rellie-weights"))
+        table["rellie-official"] = agent(policies["rellie-official"], **settings)
     if "ours" in names:
         if args.model:
             policy = load_policy(weights_file(args.model, "--model"))
@@ -193,12 +197,13 @@ def build_methods(args: argparse.Namespace, names: list[str]) -> tuple[dict[str,
         else:
             raise UsageError(f"the shipped model {DEFAULT_MODEL} is missing; pass --model PATH "
                              "(.zip, .pt or the official .npz)")
+        policies["ours"] = policy
         table["ours"] = agent(policy, **settings)
     if "constant" in names:
-        action_set = policy.action_set if policy is not None else load_default().action_set
+        action_set = policies["ours"].action_set if "ours" in policies else load_default().action_set
         triple = constant_triple(args.constant_actions, action_set.n_actions)
         table["constant"] = constant_method(triple, args.steps, action_set)
-    return {name: table[name] for name in names}, policy
+    return {name: table[name] for name in names}, policies
 
 
 def markdown(rows: list[dict], mean_rows: list[dict], weights: LossWeights, skipped: list[str]) -> str:
@@ -221,9 +226,21 @@ def markdown(rows: list[dict], mean_rows: list[dict], weights: LossWeights, skip
     return "\n".join(lines) + "\n"
 
 
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty output folder unless ``overwrite`` (then empty it)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"--out {str(out)!r} already holds results; choose a new folder or --overwrite it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.steps < 0:
         raise UsageError(f"--steps must be non-negative, got {args.steps}")
+    weights = LossWeights(exposure_level=args.exposure)  # checks --exposure
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be positive, got {args.threads}")
@@ -236,13 +253,28 @@ def run(args: argparse.Namespace) -> int:
     if images.skipped:
         print(f"skipped {len(images.skipped)} unreadable file(s): {', '.join(images.skipped)}", file=sys.stderr)
     methods = choose_methods(args)
-    runners, policy = build_methods(args, methods)
-    weights = LossWeights(exposure_level=args.exposure)
+    runners, policies = build_methods(args, methods)
+    for agent_policy in policies.values():
+        check_tile(args.tile, receptive_radius(agent_policy))
+    policy = policies.get("ours")
+    side = min_side(weights)
+    names, small = [], []
+    for name, image in zip(unique_names(images.names), images.images):
+        (names if min(image.shape[:2]) >= side else small).append(name)
+        if small and small[-1] == name:
+            small[-1] = f"{name} ({image.shape[0]}x{image.shape[1]})"
+    if small:
+        print(f"skipped {len(small)} image(s) under {side}x{side} pixels, the least the scores need: "
+              f"{', '.join(small)}", file=sys.stderr)
+    if not names:
+        raise UsageError(f"no image of at least {side}x{side} pixels to evaluate")
     out = Path(args.out)
+    prepare_out(out, args.overwrite)
     rows: list[dict] = []
     outputs: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    names = unique_names(images.names)
-    for name, image, target in zip(names, images.images, images.targets):
+    kept = [i for i, name in enumerate(unique_names(images.names)) if name in names]
+    for name, i in zip(names, kept):
+        image, target = images.image(i), images.target(i)
         for method, fn in runners.items():
             start = time.perf_counter()
             enhanced = fn(image)
@@ -268,9 +300,9 @@ def run(args: argparse.Namespace) -> int:
                     score=f"{weights.spatial:g} spatial + {weights.exposure:g} exposure + {weights.color:g} colour")
     (out / "results.json").write_text(json.dumps(
         {"settings": settings, "skipped": images.skipped,
-         "no_ground_truth": [n for n, t in zip(names, images.targets) if t is None],
+         "no_ground_truth": [n for n, i in zip(names, kept) if images.target(i) is None], "too_small": small,
          "results": rows, "means": mean_rows}, indent=2))
-    columns = {"input": list(images.images)}
+    columns = {"input": [images.image(i) for i in kept]}
     columns.update({LABELS[m]: outputs[m] for m in methods if m != "identity"})
     write_png(out / "grid.png", grid(names, columns))
     print(text)

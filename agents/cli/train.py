@@ -75,6 +75,11 @@ FLAGS = (
     Flag("--color-mode", "env.color_mode", "colour term", choices=("grey-world", "ratio")),
     Flag("--min-scale", "env.min_scale", "shrink each photo by a random factor in [min-scale, 1] before cropping",
          float),
+    Flag("--fit-scale", "env.fit_scale", "resize each photo so its shorter side is crop x [1, fit-scale] before "
+         "cropping (crops show most of the scene)", float),
+    Flag("--statistics-weight", "env.statistics_weight", "weight of the natural log-brightness statistics term",
+         float),
+    Flag("--chroma-weight", "env.chroma_weight", "weight of the power-law chroma term", float),
     Flag("--lead-channel", "env.lead_channel", "channel the others follow (2 = blue, as released; none: no "
          "coupling)", lead_channel),
     Flag("--lr", "algorithm.learning_rate", "learning rate", float),
@@ -397,7 +402,8 @@ def run(args: argparse.Namespace, given: dict[str, Any]) -> int:
     model.set_logger(run_logger(out, resume=checkpoint is not None))
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     validation = config["validation"]
-    crops = ValidationCrops.of(validation["data"], validation["crops"], validation["size"]) if validation["every"] else None
+    crops = (ValidationCrops.of(validation["data"], validation["crops"], validation["size"], fit=validation.get("fit", False))
+             if validation["every"] else None)
     steps, batch, episodes = config["env"]["max_steps"], config["batch"], config["episodes"]
     monitor = TrainingMonitor(out, batch, config["checkpoint_every"], validation["every"], crops, steps,
                               start_episode=done)
