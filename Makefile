@@ -10,7 +10,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv demo test train bench clean
+.PHONY: venv demo test lint train bench clean
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 train: venv
 	$(PY) train_sb3.py

@@ -6,8 +6,8 @@ the uint8 grid (OpenCV's equalisers are 8-bit), so their outputs are quantised t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import cv2
 import numpy as np

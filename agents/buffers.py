@@ -1,7 +1,8 @@
 """Rollout storage with one reward, value and log-probability per pixel, kept as torch tensors."""
 from __future__ import annotations
 
-from typing import Generator, NamedTuple
+from collections.abc import Generator
+from typing import NamedTuple
 
 import numpy as np
 import torch

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,9 +49,7 @@ def save_weights(policy: PixelActorCriticPolicy, path: str | os.PathLike) -> Pat
     payload = {
         "format": WEIGHTS_FORMAT,
         "observation_shape": list(policy.observation_space.shape),
-        "policy_kwargs": {k: v for k, v in policy._get_constructor_parameters().items()
-                          if k in ("width", "trunk_dilations", "branch_dilations", "alpha_values", "deterministic_action",
-                                   "action_set", "per_head", "global_color", "global_exposure")},
+        "policy_kwargs": policy.pixel_kwargs,
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -83,7 +82,7 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
             if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
                 raise ValueError("not a rellie weights file")
             state = payload["state_dict"]
-            n_actions = len(payload["policy_kwargs"].get("alpha_values") or [0] * 27)
+            n_actions = payload["policy_kwargs"]["action_set"].get("n_actions", 27)
             policy = _policy(tuple(payload["observation_shape"]), n_actions, **payload["policy_kwargs"])
         policy.load_state_dict(state)
     except ValueError as exc:

@@ -8,7 +8,8 @@ from stable_baselines3.common.distributions import Distribution
 class PixelCategoricalDistribution(Distribution):
     """Independent categoricals over an action map: logits ``(B, heads, n_actions, H, W)``.
 
-    The ``*_map`` methods give per-pixel values, which the pixel-wise algorithms use; :meth:`log_prob` and :meth:`entropy` sum them over the image, ``(B,)``, as SB3's stock
+    The ``*_map`` methods give per-pixel values, which the pixel-wise algorithms use; :meth:`log_prob` and
+    :meth:`entropy` sum them over the image, ``(B,)``, as SB3's stock
     algorithms expect of a joint action.
 
     :param n_actions: actions per head.
@@ -22,7 +23,7 @@ class PixelCategoricalDistribution(Distribution):
     def proba_distribution_net(self, *args, **kwargs):
         raise NotImplementedError("the policy builds its own convolutional heads (PixelActorCriticPolicy)")
 
-    def proba_distribution(self, action_logits: torch.Tensor) -> "PixelCategoricalDistribution":
+    def proba_distribution(self, action_logits: torch.Tensor) -> PixelCategoricalDistribution:
         self.log_probs = torch.log_softmax(action_logits, dim=2)
         return self
 

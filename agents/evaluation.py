@@ -7,9 +7,9 @@ truth, NIQE (:mod:`agents.niqe`), the reward's non-reference terms and the mean 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,7 +22,6 @@ from agents.baselines import (
     histogram_equalization,
     mean_luminance,
     to_uint8,
-    zero_dce_enhance,
 )
 from agents.inference import enhance, greedy_rollout
 from agents.niqe import niqe
@@ -160,7 +159,7 @@ class ValidationCrops:
     targets: torch.Tensor
 
     @classmethod
-    def of(cls, data: str, n: int = 16, size: int = 128, seed: int = 0, fit: bool = False) -> "ValidationCrops":
+    def of(cls, data: str, n: int = 16, size: int = 128, seed: int = 0, fit: bool = False) -> ValidationCrops:
         """``n`` crops (no flips or rotations), spread over the images of ``data`` (any
         :func:`~rellie_env.images.load_images` source whose images have targets, e.g. ``builtin:test`` or
         ``dark:PATH``); with ``fit``, of each image shrunk so that its shorter side is ``size`` (most of the

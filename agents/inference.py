@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from agents.baselines import nlm_denoise
 from agents.denoiser import DEFAULT_DENOISER, LowLightDenoiser, load_denoiser

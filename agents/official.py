@@ -51,7 +51,9 @@ def official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_official_rellie(path: str | os.PathLike, size: int = 70, device: str | torch.device = "cpu") -> PixelActorCriticPolicy:
+def load_official_rellie(
+    path: str | os.PathLike, size: int = 70, device: str | torch.device = "cpu"
+) -> PixelActorCriticPolicy:
     """The released ReLLIE agent as a :class:`PixelActorCriticPolicy` for our RGB environment.
 
     :param path: the released ``model.npz`` (e.g. ``../shared/reference/rellie_official_model.npz``).
@@ -65,5 +67,5 @@ def load_official_rellie(path: str | os.PathLike, size: int = 70, device: str | 
         lambda _: 0.0,
         width=int(state["features_extractor.net.0.weight"].shape[0]),
     )
-    policy.load_state_dict(state, strict=False)  # the alpha_values buffer keeps its default
+    policy.load_state_dict(state, strict=False)  # the alpha_values buffer is the action set's
     return policy.to(device).eval()

@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.buffers import PixelRolloutBuffer
 from agents.distributions import PixelCategoricalDistribution
+from agents.policies import PixelActorCriticPolicy
 from rellie_env.losses import LOSS_TERMS, smoothness_loss
 from rellie_env.vector import TensorVecEnv
 
@@ -31,16 +32,20 @@ class PixelOnPolicyMixin:
     already holds what its action did to the outcome.
     """
 
-    reward_scale: float = 1.0
-    alpha_smoothness_coef: float = 0.0
-    bf16: bool = False
-    final_credit: bool = False
+    policy_aliases = {"PixelActorCriticPolicy": PixelActorCriticPolicy}
+    # The algorithm's own defaults (SB3's arguments), where they differ from SB3's: each subclass's data.
+    defaults: dict[str, Any] = {}
 
-    def _pixel_setup(self, policy: Any, reward_scale: float, alpha_smoothness_coef: float, bf16: bool,
-                     final_credit: bool, gamma: float | None, default_gamma: float) -> float:
-        """Check and keep the pixel-wise settings; returns the discount to use (0 with ``final_credit``)."""
-        from agents.policies import PixelActorCriticPolicy
-
+    def __init__(
+        self,
+        policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
+        env: Any = None,
+        reward_scale: float = 1.0,
+        alpha_smoothness_coef: float = 0.0,
+        bf16: bool = False,
+        final_credit: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(policy, str) and policy != "PixelActorCriticPolicy" or not isinstance(policy, str) and not (
                 isinstance(policy, type) and issubclass(policy, PixelActorCriticPolicy)):
             raise ValueError(f"{type(self).__name__} needs PixelActorCriticPolicy (or a subclass), the fully "
@@ -49,15 +54,19 @@ class PixelOnPolicyMixin:
             raise ValueError(f"reward_scale must be positive, got {reward_scale}")
         if not (alpha_smoothness_coef >= 0 and np.isfinite(alpha_smoothness_coef)):
             raise ValueError(f"alpha_smoothness_coef must be non-negative, got {alpha_smoothness_coef}")
-        if final_credit and gamma not in (None, 0.0):
-            raise ValueError(f"final_credit needs gamma = 0 (each reward already holds its action's whole effect), "
-                             f"got gamma = {gamma}")
+        settings = {**self.defaults, **{k: v for k, v in kwargs.items() if v is not None}}
+        if final_credit:
+            if kwargs.get("gamma") not in (None, 0.0):
+                raise ValueError(f"final_credit needs gamma = 0 (each reward already holds its action's whole "
+                                 f"effect), got gamma = {kwargs['gamma']}")
+            settings["gamma"] = 0.0
+        settings.setdefault("rollout_buffer_class", PixelRolloutBuffer)
         self.reward_scale = reward_scale
         self.alpha_smoothness_coef = alpha_smoothness_coef
         self.bf16 = bf16
         self.final_credit = final_credit
         self.final_info_buffer: deque[dict] = deque(maxlen=100)
-        return 0.0 if final_credit else (default_gamma if gamma is None else gamma)
+        super().__init__(policy, env, **settings)  # type: ignore[call-arg]
 
     def _setup_model(self) -> None:
         super()._setup_model()  # type: ignore[misc]

@@ -1,14 +1,10 @@
 """PixelA2C: SB3's A2C with one agent per pixel (PixelRL / ReLLIE)."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from stable_baselines3 import A2C
 
-from agents.buffers import PixelRolloutBuffer
 from agents.on_policy import PixelOnPolicyMixin
-from agents.policies import PixelActorCriticPolicy
 
 
 class PixelA2C(PixelOnPolicyMixin, A2C):
@@ -20,49 +16,25 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
     ``per_head`` policy each head's ``log pi(a_h) * A_h`` is summed instead, each head with its own advantage).
     The defaults are the released ReLLIE settings: one update per 10-step episode (``n_steps=10``),
     Monte-Carlo returns (``gae_lambda=1``), gamma 1.05, Adam with learning rate 5e-4, entropy 0.01, value
-    coefficient 0.5 on ``(R - V)^2 / 2``, no gradient clipping; use 32 envs of 70x70 crops for batch 32.
+    coefficient 0.5 on ``(R - V)^2 / 2``, no gradient clipping, no advantage normalisation; use 32 envs of
+    70x70 crops for batch 32.
 
     :param policy: the policy class (``PixelActorCriticPolicy``).
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored (returns scale with it).
-    :param bf16: run the network under bfloat16 autocast (losses stay float32).
-    :param gamma: discount (1.05 as released; 0, and only 0, with ``final_credit``).
-    :param final_credit: reward each action with its share of the episode's final loss (the env's
-        ``final_loss_credit``, :class:`rellie_env.vector.TensorVecEnv`) instead of its reward maps.
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps, a
         differentiable stand-in for the environment's smoothness term on sampled maps.
-    :param normalize_advantage: normalise advantages over all pixels of the batch.
-    :param kwargs: other arguments of SB3's ``A2C``.
+    :param bf16: run the network under bfloat16 autocast (losses stay float32).
+    :param final_credit: reward each action with its share of the episode's final loss (the env's
+        ``final_loss_credit``, :class:`rellie_env.vector.TensorVecEnv`) instead of its reward maps; the
+        discount is then 0 (another ``gamma`` is refused).
+    :param kwargs: SB3's ``A2C`` arguments (``learning_rate``, ``n_steps``, ``gamma``, ``gae_lambda``,
+        ``ent_coef``, ``vf_coef``, ``max_grad_norm``, ``normalize_advantage``, ...); ``defaults`` holds the
+        released values where they differ from SB3's.
     """
 
-    policy_aliases = {"PixelActorCriticPolicy": PixelActorCriticPolicy}
-
-    def __init__(
-        self,
-        policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
-        env: Any = None,
-        learning_rate: float = 5e-4,
-        n_steps: int = 10,
-        gamma: float | None = None,
-        gae_lambda: float = 1.0,
-        ent_coef: float = 0.01,
-        vf_coef: float = 0.5,
-        max_grad_norm: float = float("inf"),
-        normalize_advantage: bool = False,
-        reward_scale: float = 1.0,
-        alpha_smoothness_coef: float = 0.0,
-        bf16: bool = False,
-        final_credit: bool = False,
-        use_rms_prop: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        gamma = self._pixel_setup(policy, reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 1.05)
-        kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
-        super().__init__(
-            policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
-            ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, use_rms_prop=use_rms_prop,
-            normalize_advantage=normalize_advantage, **kwargs,
-        )
+    defaults = dict(learning_rate=5e-4, n_steps=10, gamma=1.05, gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5,
+                    max_grad_norm=float("inf"), normalize_advantage=False, use_rms_prop=False)
 
     def train(self) -> None:
         """One gradient step on the whole rollout (all steps, all envs, all pixels)."""

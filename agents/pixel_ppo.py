@@ -1,15 +1,11 @@
 """PixelPPO: SB3's PPO with one agent per pixel, ratio and clipping per pixel."""
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from agents.buffers import PixelRolloutBuffer
 from agents.on_policy import PixelOnPolicyMixin
-from agents.policies import PixelActorCriticPolicy
 
 
 class PixelPPO(PixelOnPolicyMixin, PPO):
@@ -17,48 +13,22 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
 
     The probability ratio is taken per pixel (``exp(log pi - log pi_old)`` with log-probabilities summed over
     the three heads of that pixel only, or per head with a ``per_head`` policy; the ratio of a whole image,
-    thousands of log-probabilities summed, overflows) and clipped per pixel; losses are averaged over pixels. ``batch_size`` counts images.
+    thousands of log-probabilities summed, overflows) and clipped per pixel; losses are averaged over pixels.
+    ``batch_size`` counts images.
 
     :param policy: the policy class (``PixelActorCriticPolicy``).
     :param env: a ``LowLightSB3VecEnv`` (fast path, any device) or any VecEnv / env of ``LowLight-v0``.
     :param reward_scale: factor on the reward maps before they are stored.
-    :param bf16: run the network under bfloat16 autocast (losses stay float32).
-    :param gamma: discount (0.95; 0, and only 0, with ``final_credit``).
-    :param final_credit: reward each action with its share of the episode's final loss (the env's
-        ``final_loss_credit``, :class:`rellie_env.vector.TensorVecEnv`) instead of its reward maps.
     :param alpha_smoothness_coef: weight of the smoothness of the policy's expected alpha maps.
-    :param kwargs: other arguments of SB3's ``PPO``.
+    :param bf16: run the network under bfloat16 autocast (losses stay float32).
+    :param final_credit: reward each action with its share of the episode's final loss (the env's
+        ``final_loss_credit``) instead of its reward maps; the discount is then 0.
+    :param kwargs: SB3's ``PPO`` arguments (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``,
+        ``gamma``, ``gae_lambda``, ``clip_range``, ...); ``defaults`` holds this class's where they differ
+        from SB3's.
     """
 
-    policy_aliases = {"PixelActorCriticPolicy": PixelActorCriticPolicy}
-
-    def __init__(
-        self,
-        policy: type[PixelActorCriticPolicy] | str = PixelActorCriticPolicy,
-        env: Any = None,
-        learning_rate: float = 5e-4,
-        n_steps: int = 10,
-        batch_size: int = 16,
-        n_epochs: int = 4,
-        gamma: float | None = None,
-        gae_lambda: float = 0.95,
-        clip_range: float = 0.2,
-        ent_coef: float = 0.01,
-        vf_coef: float = 0.5,
-        max_grad_norm: float = 0.5,
-        reward_scale: float = 1.0,
-        alpha_smoothness_coef: float = 0.0,
-        bf16: bool = False,
-        final_credit: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        gamma = self._pixel_setup(policy, reward_scale, alpha_smoothness_coef, bf16, final_credit, gamma, 0.95)
-        kwargs.setdefault("rollout_buffer_class", PixelRolloutBuffer)
-        super().__init__(
-            policy, env, learning_rate=learning_rate, n_steps=n_steps, batch_size=batch_size, n_epochs=n_epochs,
-            gamma=gamma, gae_lambda=gae_lambda, clip_range=clip_range, ent_coef=ent_coef, vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm, **kwargs,
-        )
+    defaults = dict(learning_rate=5e-4, n_steps=10, batch_size=16, n_epochs=4, gamma=0.95, gae_lambda=0.95)
 
     def train(self) -> None:
         """``n_epochs`` passes over the rollout in minibatches of ``batch_size`` images."""

@@ -6,7 +6,8 @@ per-pixel value. Everything is convolutional, so one set of weights acts on an i
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from agents.distributions import PixelCategoricalDistribution
 from rellie_env.curves import ActionSet
-from rellie_env.losses import log_luma
+from rellie_env.losses import brightness_statistics
 
 
 def dilated_conv(channels_in: int, channels_out: int, dilation: int) -> nn.Conv2d:
@@ -37,17 +38,17 @@ def color_context(images: torch.Tensor, exposure: bool = False) -> torch.Tensor:
     """Log-chromaticity of each image's mean colour, ``(B, 3)``: how far (in log units) each channel's mean
     lies from the three channels' geometric mean; zero for a grey-balanced image, whatever its exposure.
 
-    :param exposure: append that geometric mean's log and the mean and standard deviation over the pixels of
-        their log-brightness (:func:`rellie_env.losses.log_luma`), ``(B, 6)``: how bright the image is and how
-        its brightness spreads.
+    :param exposure: append that geometric mean's log and the image's
+        :func:`~rellie_env.losses.brightness_statistics` (its mean log-brightness and that of its brightest
+        pixels), ``(B, 6)``: how bright the image is and where its highlights lie.
     """
     images = images.float()
     log_mean = images.mean((2, 3)).clamp_min(1e-3).log()
     level = log_mean.mean(1, keepdim=True)
     if not exposure:
         return log_mean - level
-    brightness = log_luma(images).flatten(1)
-    return torch.cat((log_mean - level, level, brightness.mean(1, keepdim=True), brightness.std(1, keepdim=True)), 1)
+    mean, white = brightness_statistics(images)
+    return torch.cat((log_mean - level, level, mean[:, None], white[:, None]), 1)
 
 
 def most_likely(logits: torch.Tensor) -> torch.Tensor:
@@ -153,14 +154,13 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         ``None`` keeps torch's init.
     :param init_alpha_spread: standard deviation of that starting distribution, in alpha units.
     :param init_weight_scale: factor on the heads' initial weights when ``init_alpha`` is set.
-    :param alpha_values: curve strength of each action (for ``init_alpha`` and expected-alpha maps);
-        default: those of ``action_set`` (-0.30 ... 1.00).
     :param action_set: the arguments of the :class:`~rellie_env.curves.ActionSet` the policy acts in (saved
         with it, so that enhancement steps as training did); default: the released one.
     :param deterministic_action: what the policy does when asked to act deterministically: ``"mode"``, the
         most likely action (as released), or ``"mean"``, the action nearest to the expected curve strength.
-        Pixel agents trained with difference rewards settle on mixed strategies (a pixel's own effect on a
-        16x16 patch is tiny, so its payoff is linear in its action) whose mean, not mode, is the right step.
+        Pixel agents trained with difference rewards settle on mixed strategies (a pixel's own effect on the
+        image's loss is tiny, so its payoff is nearly linear in its action) whose mean, not mode, is the right
+        step: the shipped model acts so.
     :param per_head: one value map and one log-probability map per head, ``(B, heads, H, W)``, for per-head
         rewards (``reward_mode="head-delta"``): each (pixel, head) pair is then an agent with its own
         advantage. Otherwise one of each per pixel, ``(B, 1, H, W)``, log-probabilities summed over heads.
@@ -181,7 +181,6 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         init_alpha: float | Sequence[float] | None = None,
         init_alpha_spread: float = 0.25,
         init_weight_scale: float = 0.1,
-        alpha_values: Sequence[float] | None = None,
         deterministic_action: str = "mode",
         action_set: dict[str, Any] | None = None,
         per_head: bool = False,
@@ -191,23 +190,25 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     ) -> None:
         if deterministic_action not in ("mode", "mean"):
             raise ValueError(f"deterministic_action must be 'mode' or 'mean', got {deterministic_action!r}")
-        self.deterministic_action = deterministic_action
         nvec = np.asarray(action_space.nvec)
         c, h, w = observation_space.shape
         if nvec.size % (h * w) or not (nvec == nvec.flat[0]).all():
             raise ValueError(f"expected an action map of shape (heads, {h}, {w}) with equal nvec, got {nvec.shape}")
         self.n_heads, self.n_actions = nvec.size // (h * w), int(nvec.flat[0])
-        self.per_head = per_head
+        # What the policy is, beyond SB3's arguments: saved with it and given back to this constructor.
+        self.pixel_kwargs = dict(width=width, trunk_dilations=tuple(trunk_dilations),
+                                 branch_dilations=tuple(branch_dilations), init_alpha=init_alpha,
+                                 init_alpha_spread=init_alpha_spread, init_weight_scale=init_weight_scale,
+                                 deterministic_action=deterministic_action,
+                                 action_set=dict(action_set or {"n_actions": self.n_actions}), per_head=per_head,
+                                 global_color=global_color, global_exposure=global_exposure)
+        for name, value in self.pixel_kwargs.items():
+            if name != "action_set":
+                setattr(self, name, value)
         self.value_heads = self.n_heads if per_head else 1
-        self.global_color, self.global_exposure = global_color, global_exposure
-        self.width, self.trunk_dilations, self.branch_dilations = width, tuple(trunk_dilations), tuple(branch_dilations)
-        self.init_alpha, self.init_alpha_spread, self.init_weight_scale = init_alpha, init_alpha_spread, init_weight_scale
-        self.action_set_kwargs = dict(action_set or {"n_actions": self.n_actions})
-        self.action_set = ActionSet(**self.action_set_kwargs)
-        values = self.action_set.alpha_values() if alpha_values is None else torch.tensor(alpha_values)
-        if len(values) != self.n_actions:
-            raise ValueError(f"alpha_values needs {self.n_actions} values, got {len(values)}")
-        self.alpha_values_list = [float(v) for v in values]
+        self.action_set = ActionSet(**self.pixel_kwargs["action_set"])
+        if self.action_set.n_actions != self.n_actions:
+            raise ValueError(f"the action set has {self.action_set.n_actions} actions, the action space {self.n_actions}")
         kwargs.setdefault("ortho_init", False)
         super().__init__(
             observation_space,
@@ -225,7 +226,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
 
     def _build(self, lr_schedule) -> None:
         self._build_mlp_extractor()
-        self.register_buffer("alpha_values", torch.tensor(self.alpha_values_list, dtype=torch.float32))
+        self.register_buffer("alpha_values", self.action_set.alpha_values())
         self.action_dist = PixelCategoricalDistribution(self.n_actions)
         self.action_net = PixelHeads(self.width, self.n_heads, self.n_actions)
         self.value_net = nn.Conv2d(self.width, self.value_heads, 3, padding=1)
@@ -248,20 +249,7 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         for key in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
                     "normalize_images", "use_sde", "log_std_init", "squash_output", "full_std", "use_expln"):
             data.pop(key, None)
-        data.update(
-            width=self.width,
-            trunk_dilations=self.trunk_dilations,
-            branch_dilations=self.branch_dilations,
-            init_alpha=self.init_alpha,
-            init_alpha_spread=self.init_alpha_spread,
-            init_weight_scale=self.init_weight_scale,
-            alpha_values=self.alpha_values_list,
-            deterministic_action=self.deterministic_action,
-            action_set=self.action_set_kwargs,
-            per_head=self.per_head,
-            global_color=self.global_color,
-            global_exposure=self.global_exposure,
-        )
+        data.update(self.pixel_kwargs)
         return data
 
     # -- pixel-wise interface ---------------------------------------------------------------------------

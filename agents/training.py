@@ -10,7 +10,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 
-from agents.checkpoints import atomic_write, save_model
+from agents.checkpoints import atomic_write, save_model, save_weights
 from agents.evaluation import ValidationCrops
 from rellie_env.losses import LOSS_TERMS
 
@@ -23,8 +23,8 @@ class TrainingMonitor(BaseCallback):
     """Bookkeeping after each batch of episodes, once its update is done: its return and final loss terms,
     the greedy policy's fidelity (PSNR, SSIM) on fixed validation crops every ``eval_every`` batches, one row
     of ``learning_curve.csv`` and of the logger, and every ``checkpoint_every`` batches (and at the end) a
-    checkpoint from which ``rellie-train --resume`` continues exactly. The validation scores are followed,
-    never used to pick a checkpoint.
+    checkpoint from which ``rellie-train --resume`` continues exactly. The policy of the best validation PSNR
+    so far is kept as ``best_policy.pt`` (validate on photos held aside from training, not on a test set).
 
     :param out: output folder (``learning_curve.csv``, ``checkpoints/``).
     :param batch: images per batch (to count episodes).
@@ -46,10 +46,15 @@ class TrainingMonitor(BaseCallback):
         self.episode = start_episode
         self.rows: list[dict] = []
         self.pending: dict | None = None
+        self.best: tuple[float, int] | None = None  # (validation PSNR, episode)
         self.curve = self.out / "learning_curve.csv"
         if not self.curve.exists():
             with open(self.curve, "w", newline="") as f:
                 csv.writer(f).writerow(CURVE_FIELDS)
+        else:  # resuming: the best so far is the run's
+            with open(self.curve, newline="") as f:
+                scores = [(float(r["val_psnr"]), int(r["episode"])) for r in csv.DictReader(f) if r["val_psnr"] != "nan"]
+            self.best = max(scores) if scores else None
 
     def _on_step(self) -> bool:
         return True
@@ -81,6 +86,9 @@ class TrainingMonitor(BaseCallback):
             row["val_psnr"], row["val_ssim"] = self.validation.score(self.model.policy, self.steps)
             self.logger.record("eval/psnr", row["val_psnr"])
             self.logger.record("eval/ssim", row["val_ssim"])
+            if self.best is None or row["val_psnr"] > self.best[0]:
+                self.best = (row["val_psnr"], self.episode)
+                save_weights(self.model.policy, self.out / "best_policy.pt")
         self.logger.record("episode", self.episode)
         self.logger.record("rollout/episode_reward", row["reward"])
         for key in TRAINING_FIELDS[1:]:
@@ -97,8 +105,10 @@ class TrainingMonitor(BaseCallback):
         if not evals:
             return f"{self.episode} episodes"
         first, last = evals[0], evals[-1]
+        best = max(evals, key=lambda r: r["val_psnr"])
         return (f"{self.episode} episodes; validation PSNR / SSIM of the greedy policy {first['val_psnr']:.2f} dB / "
-                f"{first['val_ssim']:.4f} (episode {first['episode']}) -> {last['val_psnr']:.2f} dB / {last['val_ssim']:.4f}")
+                f"{first['val_ssim']:.4f} (episode {first['episode']}) -> {last['val_psnr']:.2f} dB / {last['val_ssim']:.4f}; "
+                f"best {best['val_psnr']:.2f} dB / {best['val_ssim']:.4f} at episode {best['episode']} (best_policy.pt)")
 
 
 def save_checkpoint(model: BaseAlgorithm, path: Path, episode: int) -> None:

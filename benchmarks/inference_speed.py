@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 from agents.baselines import zero_dce_enhance  # noqa: E402
 from agents.checkpoints import DEFAULT_MODEL, _policy, load_default  # noqa: E402
 from agents.inference import FAST_SIZE, enhance  # noqa: E402
-from rellie_env.cpu import tune_cpu  # noqa: E402
 from agents.official import load_official_rellie  # noqa: E402
 from agents.policies import PixelActorCriticPolicy  # noqa: E402
 from agents.zero_dce import ZeroDCE, load_zero_dce  # noqa: E402
+from rellie_env.cpu import tune_cpu  # noqa: E402
 from rellie_env.images import load_images, to_nchw  # noqa: E402
 from rellie_env.metrics import psnr  # noqa: E402
 
@@ -98,7 +98,7 @@ def conv_seconds(convs: list[nn.Conv2d], h: int, w: int, repeats: int) -> float:
     for conv in convs:
         x = torch.rand(1, conv.in_channels, h, w).contiguous(memory_format=torch.channels_last)
         conv(x)  # warm-up
-        total += best_time(lambda: conv(x), repeats)
+        total += best_time(lambda conv=conv, x=x: conv(x), repeats)
     return total
 
 
@@ -161,11 +161,11 @@ def main() -> None:
     for name, image in zip(data.names, data.images):
         h, w = image.shape[:2]
         mp = h * w / 1e6
-        t_id = best_time(lambda: np.array(image, copy=True), args.repeats)
-        t_zd = best_time(lambda: zero_dce_enhance(zero_dce, image), args.repeats)
-        t_full = best_time(lambda: enhance(policy, image, steps=args.steps), args.repeats)
-        t_fast = best_time(lambda: enhance(policy, image, steps=args.steps, fast=True, fast_size=args.fast_size),
-                           args.repeats)
+        t_id = best_time(lambda image=image: np.array(image, copy=True), args.repeats)
+        t_zd = best_time(lambda image=image: zero_dce_enhance(zero_dce, image), args.repeats)
+        t_full = best_time(lambda image=image: enhance(policy, image, steps=args.steps), args.repeats)
+        t_fast = best_time(lambda image=image: enhance(policy, image, steps=args.steps, fast=True,
+                                                       fast_size=args.fast_size), args.repeats)
 
         full = enhance(policy, image, steps=args.steps)
         fast = enhance(policy, image, steps=args.steps, fast=True, fast_size=args.fast_size)

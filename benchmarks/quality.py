@@ -26,22 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents import evaluation
 from agents.baselines import best_constant_policy, zero_dce_enhance
 from agents.checkpoints import load_default, load_policy
-from agents.evaluation import (
-    LABELS,
-    agent,
-    constant_method,
-    grid,
-    markdown_table,
-    means,
-    measure,
-    real_samples,
-    shared_dir,
-    validation_pairs,
-    weight_free_methods,
-    write_png,
-)
 from agents.ffdnet import load_ffdnet
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
@@ -54,7 +41,7 @@ GRID_METHODS = ("gamma", "zero-dce", "rellie-official", "ours")
 
 def constant_triple(steps: int, action_set, weights: LossWeights, n: int = 32, size: int = 128) -> tuple[int, int, int]:
     """The best constant action triple on ``n`` darkened crops of BSDS500's training photos."""
-    source = load_images(f"dark:{shared_dir() / 'data' / 'bsds500' / 'train'}")
+    source = load_images(f"dark:{evaluation.shared_dir() / 'data' / 'bsds500' / 'train'}")
     rng = np.random.default_rng(0)
     crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0)
     crops = np.stack([crop(rng, source.image(int(i)))[0] for i in rng.permutation(len(source))[:n]])
@@ -68,7 +55,7 @@ def evaluate(methods: dict, images, names: list[str], weights: LossWeights) -> t
         for method, fn in methods.items():
             start = time.perf_counter()
             out = fn(image)
-            rows.append({"image": name, "method": method, **measure(out, image, target, weights),
+            rows.append({"image": name, "method": method, **evaluation.measure(out, image, target, weights),
                          "seconds": time.perf_counter() - start})
             outputs[method].append(out)
         print(f"  {k + 1}/{len(names)} {name}", file=sys.stderr, flush=True)
@@ -90,19 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_cpu()
-    reference = shared_dir() / "reference"
+    reference = evaluation.shared_dir() / "reference"
     policy = load_policy(args.model) if args.model else load_default()
     ffdnet = load_ffdnet(reference / "ffdnet_net_rgb.pth") if args.denoise == "ffdnet" else None
     settings = dict(steps=args.steps, denoise=args.denoise, ffdnet=ffdnet)
     weights = LossWeights(exposure_level=args.constant_exposure)
     triple = constant_triple(args.steps, policy.action_set, weights)
     zero_dce = load_zero_dce(reference / "zero_dce_epoch99.pth")
-    methods = weight_free_methods()
+    methods = evaluation.weight_free_methods()
     methods.update({
         "zero-dce": lambda x: zero_dce_enhance(zero_dce, x),
-        "rellie-official": agent(load_official_rellie(reference / "rellie_official_model.npz"), **settings),
-        "constant": constant_method(triple, args.steps, policy.action_set),
-        "ours": agent(policy, **settings),
+        "rellie-official": evaluation.agent(load_official_rellie(reference / "rellie_official_model.npz"), **settings),
+        "constant": evaluation.constant_method(triple, args.steps, policy.action_set),
+        "ours": evaluation.agent(policy, **settings),
     })
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
           f"model {args.model or 'shipped default'}; {args.steps} steps; denoise {args.denoise}; "
@@ -110,22 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"settings": {**vars(args), "constant_triple": triple}}
-    sets = [("paired", validation_pairs())] + ([] if args.skip_real else [("real", real_samples())])
+    sets = [("paired", evaluation.validation_pairs())] + ([] if args.skip_real else [("real", evaluation.real_samples())])
     for kind, images in sets:
         names = images.names[: args.limit]
         print(f"{kind}: {len(names)} images", file=sys.stderr)
         rows, outputs = evaluate(methods, images, names, LossWeights())
-        mean_rows = means(rows, list(methods))
+        mean_rows = evaluation.means(rows, list(methods))
         columns = ("psnr", "ssim", "niqe", "brightness", "seconds") if kind == "paired" else ("niqe", "brightness",
                                                                                              "seconds")
-        table = "\n".join(markdown_table(mean_rows, {"method": "method"}, columns))
+        table = "\n".join(evaluation.markdown_table(mean_rows, {"method": "method"}, columns))
         print(f"\n{kind} ({len(names)} images)\n{table}")
         (out / f"{kind}.md").write_text(table + "\n")
         report[kind] = {"rows": rows, "means": mean_rows}
         if kind == "real":
             columns = {"input": [images.image(i) for i in range(len(names))]}
-            columns.update({LABELS[m]: outputs[m] for m in GRID_METHODS})
-            write_png(out / "real_grid.png", grid(names, columns, cell=(200, 140)))
+            columns.update({evaluation.LABELS[m]: outputs[m] for m in GRID_METHODS})
+            evaluation.write_png(out / "real_grid.png", evaluation.grid(names, columns, cell=(200, 140)))
     (out / "results.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out}/", file=sys.stderr)
     return 0

@@ -71,7 +71,8 @@ def measure(algo: str, args: argparse.Namespace, device: str, bf16: bool) -> Non
         throughput = conv_throughput(model.policy, args.batch, args.size, device)
     bound = macs / throughput
     precision = "bf16" if bf16 else "fp32"
-    print(f"{algo:9s} {device:4s} {precision} {seconds:7.2f} s/episode  {pixels * args.steps / seconds / 1e6:6.3f} M pixel-steps/s  "
+    print(f"{algo:9s} {device:4s} {precision} {seconds:7.2f} s/episode  "
+          f"{pixels * args.steps / seconds / 1e6:6.3f} M pixel-steps/s  "
           f"{macs / 1e9:6.0f} GMAC/episode  conv {throughput / 1e9:6.1f} GMAC/s  bound {bound:6.2f} s  "
           f"= {seconds / bound:4.2f}x bound")
 

@@ -1,7 +1,8 @@
 """A batch of ``LowLight-v0`` environments stepped as one torch computation, on any device."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ FLAT_ARGUMENTS: dict[str, tuple[str, str]] = {
     "statistics_weight": ("weights", "statistics"),
     "chroma_weight": ("weights", "chroma"),
     "log_mean": ("weights", "log_mean"),
-    "log_std": ("weights", "log_std"),
+    "log_white": ("weights", "log_white"),
     "crop_size": ("augmentation", "crop_size"),
     "flip_prob": ("augmentation", "flip_prob"),
     "rotate_prob": ("augmentation", "rotate_prob"),
@@ -62,7 +63,7 @@ class EnvConfig:
             raise ValueError(f"max_steps must be an integer of at least 1, got {self.max_steps!r}")
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> "EnvConfig":
+    def from_kwargs(cls, **kwargs: Any) -> EnvConfig:
         """The config of ``LowLight-v0(**kwargs)``: flat arguments (``crop_size=64``, ``exposure_level=0.5``,
         ...; :data:`FLAT_ARGUMENTS`) set fields of their part; whole parts (``action_set=ActionSet(...)``) may
         be given too."""

@@ -34,7 +34,7 @@ class EpisodeInput:
     blocks: torch.Tensor
 
     @classmethod
-    def of(cls, image: torch.Tensor, weights: LossWeights) -> "EpisodeInput":
+    def of(cls, image: torch.Tensor, weights: LossWeights) -> EpisodeInput:
         return cls(image, grey_blocks(image, weights.spatial_block))
 
 
@@ -42,8 +42,9 @@ class EpisodeInput:
 class Transition:
     """Result of one step for a batch: new images ``(B,3,H,W)``, alpha before coupling ``(B,3,H,W)``,
     reward maps ``(B,H,W)`` (an expanded view of ``reward`` in the scalar modes; ``(B,3,H,W)``, one map per
-    head, in ``"head-delta"``) and the rewards ``(B,)`` (the mean over pixels of the summed maps), unweighted loss terms of the new state ``{name: (B,)}`` and the weighted loss of the new
-    image alone ``(B,)`` (what ``"delta"`` compares)."""
+    head, in ``"head-delta"``) and the rewards ``(B,)`` (the mean over pixels of the summed maps; both ``None``
+    without a reward mode), the unweighted loss terms of the new state ``{name: (B,)}`` and the weighted loss of
+    the new image alone ``(B,)`` (what ``"delta"`` compares)."""
 
     image: torch.Tensor
     alpha: torch.Tensor

@@ -62,9 +62,10 @@ class LowLightEnv(gym.Env):
       With it every (pixel, head) pair is an agent with its own credit; the maps add up to ``"pixel-delta"``'s.
 
     In every mode ``info["reward_map"]`` is that ``(H, W)`` float32 map (``(3, H, W)`` in ``"head-delta"``)
-    and the returned reward is its mean over pixels (summed over heads), so a pixel-wise learner and a stock learner see the same signal. ``info`` also holds each
-    unweighted loss term of the new state (``"loss/spatial"``, ``"loss/exposure"``, ``"loss/color"``,
-    ``"loss/smoothness"``) and ``"image_loss"``, the weighted loss of the new image without smoothness.
+    and the returned reward is its mean over pixels (summed over heads), so a pixel-wise learner and a stock
+    learner see the same signal. ``info`` also holds each unweighted loss term of the new state
+    (``"loss/<term>"`` for the terms of :data:`rellie_env.losses.LOSS_TERMS`) and ``"image_loss"``, the
+    weighted loss of the new image without smoothness.
 
     ## Starting State
 

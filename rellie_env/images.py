@@ -8,12 +8,13 @@ start-up time and little memory.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -280,15 +281,19 @@ class Source:
     :param darken: the photos are clean: darken them; else they are real low-light photos, used as they are
         (the built-in photos are always darkened).
     :param weight: share of episodes drawn from this source, relative to the other sources' weights.
+    :param part: a slice of the folder's sorted files (e.g. ``slice(24, None)``: all but the first 24), to
+        hold some photos aside from training.
     """
 
     path: str
     darken: bool = False
     weight: float = 1.0
+    part: slice = field(default_factory=lambda: slice(None))
 
     @classmethod
-    def parse(cls, spec: str | os.PathLike) -> "Source":
-        """``[dark:]PATH[@WEIGHT]`` or ``builtin[:SPLIT][@WEIGHT]``: e.g. ``dark:bsds500/train@0.5``."""
+    def parse(cls, spec: str | os.PathLike) -> Source:
+        """``[dark:]PATH[[START:STOP]][@WEIGHT]`` or ``builtin[:SPLIT][@WEIGHT]``: e.g. ``dark:bsds500/train@0.5``,
+        ``dark:bsds500/train[24:]`` (the sorted files from the 25th on)."""
         text = os.fspath(spec)
         darken = text.startswith(DARKEN_PREFIX)
         text = text[len(DARKEN_PREFIX):] if darken else text
@@ -301,7 +306,12 @@ class Source:
             raise ValueError(f"data source {os.fspath(spec)!r}: the weight after '@' must be a number") from None
         if not value > 0 or not np.isfinite(value):
             raise ValueError(f"data source {os.fspath(spec)!r}: the weight must be positive, got {weight}")
-        return cls(path, darken, value)
+        part = slice(None)
+        match = re.fullmatch(r"(.*)\[(-?\d*):(-?\d*)\]", path)
+        if match:
+            path = match.group(1)
+            part = slice(*(int(v) if v else None for v in match.group(2, 3)))
+        return cls(path, darken, value, part)
 
     @property
     def builtin(self) -> bool:
@@ -394,6 +404,7 @@ def _load_sources(sources: list[Source], degradation: Degradation | None) -> Ima
             mine, bad = _builtin_entries(source.path.partition(":")[2] or "train", degradation or BUILTIN_DEGRADATION), []
         else:
             mine, bad = _file_entries(Path(source.path), (degradation or Degradation()) if source.darken else None)
+            mine = mine[source.part]
         if bad:
             warnings.warn(f"skipped {len(bad)} unreadable image(s): {', '.join(bad)}", stacklevel=3)
         if not mine:

@@ -127,9 +127,11 @@ def smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
 
 
 LOG_EPS = 1.0 / 255.0  # one 8-bit level: keeps the log of black pixels finite
-# Mean and standard deviation, over the pixels, of log(luma + 1/255) for natural, well-exposed photos: their
-# averages over BSDS500's 200 training photos (luma: the mean of R, G, B).
-NATURAL_LOG_MEAN, NATURAL_LOG_STD = -1.068, 0.572
+# Two statistics of log(luma + 1/255) (luma: the mean of R, G, B) that natural, well-exposed photos share:
+# its mean over the pixels, and its mean over the brightest 0.5 % of them (the white point); here their
+# averages over BSDS500's 200 training photos.
+NATURAL_LOG_MEAN, NATURAL_LOG_WHITE = -1.068, -0.112
+WHITE_FRACTION = 0.005
 
 
 def log_luma(x: torch.Tensor) -> torch.Tensor:
@@ -137,16 +139,25 @@ def log_luma(x: torch.Tensor) -> torch.Tensor:
     return x.mean(1).add(LOG_EPS).log()
 
 
-def statistics_loss(x: torch.Tensor, log_mean: float = NATURAL_LOG_MEAN, log_std: float = NATURAL_LOG_STD) -> torch.Tensor:
-    """How far the image's log-brightness statistics lie from natural photos': ``(B,)``,
-    ``(mean - log_mean)^2 + (std - log_std)^2`` of :func:`log_luma` over the pixels.
+def brightness_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of :func:`log_luma` over the pixels and over the brightest :data:`WHITE_FRACTION` of them:
+    ``(B,)`` each."""
+    flat = log_luma(x).flatten(1)
+    k = max(1, round(flat.shape[1] * WHITE_FRACTION))
+    return flat.mean(1), flat.topk(k, dim=1, sorted=False).values.mean(1)
+
+
+def statistics_loss(x: torch.Tensor, log_mean: float = NATURAL_LOG_MEAN,
+                    log_white: float = NATURAL_LOG_WHITE) -> torch.Tensor:
+    """How far the image's brightness lies from natural photos': ``(B,)``, the squared distances of its
+    :func:`brightness_statistics` to ``log_mean`` and ``log_white``.
 
     A darkened photo ``y = g x^gamma`` has ``log y = log g + gamma log x``: its log-brightness is the photo's,
-    shifted and stretched. Matching the mean (the exposure) and the standard deviation (the contrast) of natural
-    photos undoes both, where one exposure level E undoes only the shift.
+    shifted and stretched. Natural photos have near-white highlights and a typical mean brightness; asking
+    for both undoes the shift and the stretch, where one exposure level E pins only one of them.
     """
-    flat = log_luma(x).flatten(1)
-    return (flat.mean(1) - log_mean).square() + (flat.std(1) - log_std).square()
+    mean, white = brightness_statistics(x)
+    return (mean - log_mean).square() + (white - log_white).square()
 
 
 def chroma_map(enhanced: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
@@ -185,7 +196,7 @@ class LossWeights:
     :param statistics: weight of :func:`statistics_loss` (0 as released).
     :param chroma: weight of :func:`chroma_loss` (0 as released).
     :param log_mean: the mean log-brightness :func:`statistics_loss` asks for.
-    :param log_std: the standard deviation of log-brightness it asks for.
+    :param log_white: the log-brightness of the brightest pixels it asks for.
     """
 
     spatial: float = 1.0
@@ -199,17 +210,19 @@ class LossWeights:
     statistics: float = 0.0
     chroma: float = 0.0
     log_mean: float = NATURAL_LOG_MEAN
-    log_std: float = NATURAL_LOG_STD
+    log_white: float = NATURAL_LOG_WHITE
 
     def __post_init__(self) -> None:
         if self.color_mode not in ("grey-world", "ratio"):
             raise ValueError(f"color_mode must be 'grey-world' or 'ratio', got {self.color_mode!r}")
-        for name in ("spatial", "exposure", "color", "smoothness", "statistics", "chroma", "log_std"):
+        for name in ("spatial", "exposure", "color", "smoothness", "statistics", "chroma"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"the {name} weight must be a finite number >= 0, got {value!r}")
-        if not (isinstance(self.log_mean, (int, float)) and math.log(LOG_EPS) < self.log_mean < 0.0):
-            raise ValueError(f"log_mean must lie in (log(1/255), 0), got {self.log_mean!r}")
+        for name in ("log_mean", "log_white"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.log(LOG_EPS) < value <= math.log(1 + LOG_EPS)):
+                raise ValueError(f"{name} must lie in (log(1/255), log(1 + 1/255)], got {value!r}")
         if not (isinstance(self.exposure_level, (int, float)) and 0.0 < self.exposure_level < 1.0):
             raise ValueError(f"exposure_level must lie in (0, 1), got {self.exposure_level!r}")
         for name in ("exposure_patch", "spatial_block"):
@@ -247,7 +260,7 @@ def loss_terms(
         "spatial": spatial.mean((1, 2, 3)),
         "exposure": exposure.mean((1, 2, 3)),
         "color": color,
-        "statistics": statistics_loss(image, weights.log_mean, weights.log_std) if weights.statistics else zero,
+        "statistics": statistics_loss(image, weights.log_mean, weights.log_white) if weights.statistics else zero,
         "chroma": chroma_loss(image, original) if weights.chroma else zero,
         "smoothness": smoothness_loss(alpha) if alpha is not None else zero,
     }
@@ -280,13 +293,8 @@ def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.pad(up, (0, w - up.shape[-1], 0, h - up.shape[-2]), mode="replicate")
 
 
-def loss_map(
-    image: torch.Tensor,
-    original: torch.Tensor,
-    alpha: torch.Tensor | None,
-    weights: LossWeights,
-    original_blocks: torch.Tensor | None = None,
-) -> torch.Tensor:
+def loss_map(image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights,
+             original_blocks: torch.Tensor | None = None) -> torch.Tensor:
     """Local version of the weighted loss, ``(B, H, W)``: exposure per patch, spatial consistency per
     block, smoothness and chroma per pixel, colour per image (grey-world) or per pixel (ratio), statistics per
     image."""
@@ -300,7 +308,7 @@ def loss_map(
     else:
         total = total + weights.color * color_ratio_map(image, original)
     if weights.statistics:
-        total = total + weights.statistics * statistics_loss(image, weights.log_mean, weights.log_std).view(b, 1, 1, 1)
+        total = total + weights.statistics * statistics_loss(image, weights.log_mean, weights.log_white).view(b, 1, 1, 1)
     if weights.chroma:
         total = total + weights.chroma * chroma_map(image, original)
     if alpha is not None:

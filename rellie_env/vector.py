@@ -3,7 +3,8 @@ and the tensor protocol through which the pixel-wise algorithms run a rollout wi
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch

@@ -5,13 +5,12 @@ The CUDA tests are skipped where torch sees no CUDA device (CI runs on CPUs); se
 they last ran on a GPU."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
-from agents.cli import train
 from agents import PixelA2C, PixelPPO, load_default, load_policy
+from agents.cli import train
 from agents.inference import enhance
 from rellie_env.batched import BatchedLowLightEnv
 from rellie_env.images import to_float_rgb

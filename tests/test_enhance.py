@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from agents import PixelA2C, load_official_rellie, load_policy, save_weights
 from agents.checkpoints import save_model
+from agents.ffdnet import FFDNet, denoise_ffdnet
 from agents.inference import (
     denoise_ffdnet_tiled,
     enhance,
@@ -20,7 +21,6 @@ from agents.inference import (
     tiles,
     upsample_rows,
 )
-from agents.ffdnet import FFDNet, denoise_ffdnet
 from rellie_env.images import read_image
 from rellie_env.metrics import psnr
 from rellie_env.vector import LowLightSB3VecEnv

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.cli import evaluate
 from agents.checkpoints import save_weights
+from agents.cli import evaluate
 
 from .conftest import reference_file
 from .test_agents import small_policy

@@ -18,6 +18,8 @@ def test_source_specs_parse_the_darken_prefix_and_weight():
     assert Source.parse("a/b") == Source("a/b", False, 1.0)
     assert Source.parse("dark:a/b@0.25") == Source("a/b", True, 0.25)
     assert Source.parse("dark:x@y/z") == Source("x@y/z", True, 1.0)  # an '@' inside the path is kept
+    assert Source.parse("dark:a/b[24:]@2") == Source("a/b", True, 2.0, slice(24, None))
+    assert Source.parse("a/b[:-3]").part == slice(None, -3)
     with pytest.raises(ValueError, match="weight"):
         Source.parse("a@zero")
     with pytest.raises(ValueError, match="positive"):
@@ -32,6 +34,12 @@ def test_dark_folder_images_are_darkened_copies_of_their_targets(tmp_path):
         assert low.shape == clean.shape and low.mean() < 0.6 * clean.mean()
     again = load_images(f"dark:{tmp_path / 'clean'}")
     np.testing.assert_array_equal(images.images[1], again.images[1])  # a fixed, seeded darkening
+
+
+def test_a_part_of_a_folder_holds_the_rest_aside(tmp_path):
+    folder = write_photos(tmp_path / "clean", 5, 100)
+    held, rest = load_images(f"dark:{folder}[:2]"), load_images(f"dark:{folder}[2:]")
+    assert held.names == ["p0", "p1"] and rest.names == ["p2", "p3", "p4"]
 
 
 def test_a_mix_draws_sources_by_weight_not_by_size(tmp_path):

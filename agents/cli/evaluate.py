@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.baselines import zero_dce_enhance
 from agents.checkpoints import DEFAULT_MODEL, load_default, load_policy
 from agents.evaluation import (
     CELL,
@@ -58,7 +59,6 @@ from agents.ffdnet import load_ffdnet
 from agents.inference import DENOISERS, FAST_SIZE, check_tile, enhance, receptive_radius
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
-from agents.baselines import zero_dce_enhance
 from rellie_env.config import min_side
 from rellie_env.cpu import tune_cpu
 from rellie_env.images import ImageSet, builtin_images, load_images
@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="final denoising of the ReLLIE agents (as released ReLLIE's 'with denoising')")
     parser.add_argument("--ffdnet-weights", help="FFDNet weights for --denoise ffdnet (ReLLIE's net_rgb.pth)")
     parser.add_argument("--zero-dce-weights", help="Zero-DCE weights (e.g. ../shared/reference/zero_dce_epoch99.pth)")
-    parser.add_argument("--rellie-weights", help="official ReLLIE model.npz (e.g. ../shared/reference/rellie_official_model.npz)")
+    parser.add_argument("--rellie-weights",
+                        help="official ReLLIE model.npz (e.g. ../shared/reference/rellie_official_model.npz)")
     parser.add_argument("--constant-actions", help="R,G,B actions of the 'constant' method (one action triple at "
                         "every pixel and step; benchmarks/quality.py searches the best on training photos)")
     parser.add_argument("--fast", action="store_true", help="fast mode: the ReLLIE agents act on a downscaled copy")
