@@ -56,8 +56,10 @@ def save_weights(policy: PixelActorCriticPolicy, path: str | os.PathLike) -> Pat
 
 
 def _policy(shape: tuple[int, int, int], n_actions: int, **kwargs: Any) -> PixelActorCriticPolicy:
+    actions = (3, *shape[1:])  # one head per colour channel, whatever the observation's planes
     return PixelActorCriticPolicy(
-        spaces.Box(0.0, 1.0, shape, np.float32), spaces.MultiDiscrete(np.full(shape, n_actions)), lambda _: 0.0, **kwargs
+        spaces.Box(0.0, 1.0, shape, np.float32), spaces.MultiDiscrete(np.full(actions, n_actions)), lambda _: 0.0,
+        **kwargs,
     )
 
 

@@ -6,6 +6,7 @@ truth, NIQE (:mod:`agents.niqe`), the reward's non-reference terms and the mean 
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,9 +65,9 @@ def real_samples() -> ImageSet:
 Method = Callable[[np.ndarray], np.ndarray]
 
 
-def agent(policy: PixelActorCriticPolicy, **kwargs) -> Method:
-    """:func:`agents.inference.enhance` with ``policy`` and fixed keyword arguments, as a method."""
-    return lambda image: enhance(policy, image, **kwargs)
+def agent(policy: PixelActorCriticPolicy, **kwargs) -> functools.partial:
+    """:func:`agents.inference.enhance` with ``policy`` and fixed keyword arguments (``.keywords``), as a method."""
+    return functools.partial(enhance, policy, **kwargs)
 
 
 def weight_free_methods() -> dict[str, Method]:
@@ -126,7 +127,7 @@ def markdown_table(records: list[dict], first: dict[str, str], columns: tuple[st
     headers = [HEADERS[COLUMNS.index(c)] for c in columns]
     lines = ["| " + " | ".join([*first.values(), *headers]) + " |", "|" + "---|" * (len(first) + len(columns))]
     for r in records:
-        cells = [str(LABELS.get(r[k], r[k]) if k == "method" else r[k]) for k in first]
+        cells = [str(LABELS.get(r[k], r[k]).replace("_E", " E=") if k == "method" else r[k]) for k in first]
         lines.append("| " + " | ".join(cells + [fmt(r[c], c) for c in columns]) + " |")
     return lines
 

@@ -33,18 +33,20 @@ FAST_MIN_SIDE = 32
 
 @torch.inference_mode()
 def greedy_rollout(
-    policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, action_set: ActionSet | None = None
+    policy: PixelActorCriticPolicy, images: torch.Tensor, steps: int = 6, action_set: ActionSet | None = None,
+    exposure: float | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Apply the policy's deterministic action map (:meth:`~PixelActorCriticPolicy.greedy_actions`) ``steps``
     times to ``(B, 3, H, W)`` images, untiled (:func:`enhance` is the tiled, full-resolution version).
 
     :param action_set: default: the policy's own (``policy.action_set``).
+    :param exposure: the target brightness E, for a policy trained with a range of them (:meth:`observe`).
     :return: the final images and the alpha maps (before coupling) of each step.
     """
     action_set = policy.action_set if action_set is None else action_set
     x, alphas = images, []
     for _ in range(steps):
-        x, alpha = action_set.step(x, policy.greedy_actions(x))
+        x, alpha = action_set.step(x, policy.greedy_actions(policy.observe(x, exposure)))
         alphas.append(alpha)
     return x, alphas
 
@@ -114,7 +116,8 @@ def _inner(rows: slice, cols: slice, padded_rows: slice, padded_cols: slice) -> 
 
 @torch.inference_mode()
 def policy_actions(
-    policy: PixelActorCriticPolicy, image: torch.Tensor, tile: int = 512, halo: int | None = None
+    policy: PixelActorCriticPolicy, image: torch.Tensor, tile: int = 512, halo: int | None = None,
+    exposure: float | None = None,
 ) -> torch.Tensor:
     """The greedy action map of ``(B, 3, H, W)`` images, computed tile by tile.
 
@@ -129,6 +132,7 @@ def policy_actions(
     :param tile: tile side; images of at most ``tile**2`` pixels run in one piece.
     :param halo: pixels of context around each tile; default (and the least for an exact result):
         :func:`receptive_radius`.
+    :param exposure: the target brightness E, for a policy trained with a range of them (:meth:`observe`).
     :return: the action map ``(B, heads, H, W)``, uint8, on ``image``'s device.
     """
     halo = receptive_radius(policy) if halo is None else halo
@@ -143,8 +147,8 @@ def policy_actions(
     context = policy.features_extractor.context(image)  # the whole image's, for every tile
     context = None if context is None else context.to(device)
     for rows, cols, padded_rows, padded_cols in tiles(h, w, tile, halo):
-        x = image[:, :, padded_rows, padded_cols].to(device).contiguous(memory_format=torch.channels_last)
-        actions = policy.greedy_actions(x, context=context)
+        x = policy.observe(image[:, :, padded_rows, padded_cols].to(device), exposure)
+        actions = policy.greedy_actions(x.contiguous(memory_format=torch.channels_last), context=context)
         out[:, :, rows, cols] = actions[(..., *_inner(rows, cols, padded_rows, padded_cols))].to(out)
     return out
 
@@ -240,6 +244,7 @@ def enhance(
     denoise: str = "none",
     ffdnet: FFDNet | str | os.PathLike | None = None,
     denoiser: LowLightDenoiser | str | os.PathLike | None = None,
+    exposure: float | None = None,
     return_steps: bool = False,
     steps_size: int | None = None,
 ) -> np.ndarray | tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
@@ -270,6 +275,8 @@ def enhance(
     :param ffdnet: an FFDNet model or the path of its weights (``ffdnet_net_rgb.pth``), for ``"ffdnet"``.
     :param denoiser: for ``"learned"``, a :class:`~agents.denoiser.LowLightDenoiser` or the path of its weights
         (default: the shipped ones).
+    :param exposure: the target brightness E (default: the policy's own), for a policy trained with a range of
+        them (``policy.exposure_range``): higher is brighter. A policy trained for one E warns if given another.
     :param return_steps: also return the image after each step and the alpha maps of each step (before
         coupling, ``H x W x 3``; in fast mode the upsampled ones).
     :param steps_size: with ``return_steps``, shrink those images and maps (``INTER_AREA``) to this long
@@ -283,6 +290,9 @@ def enhance(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     check_tile(tile, receptive_radius(policy))
+    policy.observe(torch.zeros(1, 3, 1, 1), exposure)  # E checked (or warned about) before any work
+    if policy.exposure_range is None:
+        exposure = None  # a policy of one E: warned once, above
     if denoise == "ffdnet":
         if ffdnet is None:
             raise ValueError("denoise='ffdnet' needs the FFDNet weights (ffdnet=path of ffdnet_net_rgb.pth)")
@@ -311,12 +321,12 @@ def enhance(
             small = to_nchw(cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA).reshape(sh, sw, 3))
         for _ in range(steps):
             if small is None:
-                actions = policy_actions(policy, x, tile)
+                actions = policy_actions(policy, x, tile, exposure=exposure)
                 for r in range(0, h, band):
                     x[:, :, r : r + band] = action_set.step(x[:, :, r : r + band], actions[:, :, r : r + band])[0]
                 alpha = action_set.alpha(actions) if return_steps else None
             else:
-                small, alpha_small = action_set.step(small, policy_actions(policy, small, tile))
+                small, alpha_small = action_set.step(small, policy_actions(policy, small, tile, exposure=exposure))
                 for r in range(0, h, band):
                     up = action_set.couple(upsample_rows(alpha_small, (h, w), r, min(h, r + band)))
                     x[:, :, r : r + band] = curve_step(x[:, :, r : r + band], up, action_set.blend)

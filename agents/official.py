@@ -66,6 +66,7 @@ def load_official_rellie(
         spaces.MultiDiscrete(np.full((3, size, size), 27)),
         lambda _: 0.0,
         width=int(state["features_extractor.net.0.weight"].shape[0]),
+        exposure=0.6,  # the released training's exposure level
     )
     policy.load_state_dict(state, strict=False)  # the alpha_values buffer is the action set's
     return policy.to(device).eval()

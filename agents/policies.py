@@ -6,6 +6,7 @@ per-pixel value. Everything is convolutional, so one set of weights acts on an i
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from agents.distributions import PixelCategoricalDistribution
+from rellie_env.core import observation
 from rellie_env.curves import ActionSet
 from rellie_env.losses import brightness_statistics
 
@@ -87,8 +89,9 @@ class ReLLIETrunk(BaseFeaturesExtractor):
         self.color = nn.Linear(6 if global_exposure else 3, width) if global_color else None
 
     def context(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The whole-image input of :meth:`forward` for ``images`` (``None`` without ``global_color``)."""
-        return None if self.color is None else color_context(images, self.global_exposure)
+        """The whole-image input of :meth:`forward` for observations (their three colour planes; ``None``
+        without ``global_color``)."""
+        return None if self.color is None else color_context(images[:, :3], self.global_exposure)
 
     def forward(self, observations: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Features of ``observations``; ``context`` is the :meth:`context` of the whole image when
@@ -167,6 +170,10 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
     :param global_color: the trunk also sees the whole image's mean colour (:class:`ReLLIETrunk`); tiled
         inference then passes the whole image's :func:`color_context` to every tile.
     :param global_exposure: with ``global_color``, the trunk also sees the whole image's brightness.
+    :param exposure: the target brightness E the policy was trained for (of an env with one E), or the E it
+        uses unless told otherwise (of an env with ``exposure_range``); ``None``: unknown.
+    :param exposure_range: ``(lo, hi)`` for a policy trained with a target brightness per episode: its
+        observations carry E as a fourth plane, and it enhances to any E in the range (:meth:`observe`).
     :param kwargs: further arguments of SB3's ``ActorCriticPolicy`` (optimizer, ...).
     """
 
@@ -186,6 +193,8 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         per_head: bool = False,
         global_color: bool = False,
         global_exposure: bool = False,
+        exposure: float | None = None,
+        exposure_range: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         if deterministic_action not in ("mode", "mean"):
@@ -201,7 +210,11 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
                                  init_alpha_spread=init_alpha_spread, init_weight_scale=init_weight_scale,
                                  deterministic_action=deterministic_action,
                                  action_set=dict(action_set or {"n_actions": self.n_actions}), per_head=per_head,
-                                 global_color=global_color, global_exposure=global_exposure)
+                                 global_color=global_color, global_exposure=global_exposure, exposure=exposure,
+                                 exposure_range=None if exposure_range is None else tuple(exposure_range))
+        if (c == 4) != (exposure_range is not None):
+            raise ValueError("a policy has a fourth observation plane (the target brightness) exactly when it is given "
+                             f"an exposure_range; got {c} planes and exposure_range={exposure_range}")
         for name, value in self.pixel_kwargs.items():
             if name != "action_set":
                 setattr(self, name, value)
@@ -251,6 +264,22 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
             data.pop(key, None)
         data.update(self.pixel_kwargs)
         return data
+
+    def observe(self, images: torch.Tensor, exposure: float | None = None) -> torch.Tensor:
+        """The policy's observations of images ``(B, 3, H, W)``: as they are, or for a policy with an
+        ``exposure_range`` with the target brightness ``exposure`` (default: the policy's ``exposure``) as a
+        fourth plane. A conditioned policy refuses an E outside its range; one without a range warns (once per
+        place of call) when asked for an E other than its own, which it cannot follow."""
+        if self.exposure_range is None:
+            if exposure is not None and self.exposure is not None and abs(exposure - self.exposure) > 1e-6:
+                warnings.warn(f"this model was trained for one target brightness, E = {self.exposure:g}, and "
+                              f"cannot follow E = {exposure:g}; train with an exposure range to choose E", stacklevel=3)
+            return images
+        exposure = self.exposure if exposure is None else exposure
+        lo, hi = self.exposure_range
+        if exposure is None or not lo <= exposure <= hi:
+            raise ValueError(f"this model was trained for target brightnesses E in [{lo:g}, {hi:g}]; got E = {exposure}")
+        return observation(images, torch.full((images.shape[0],), float(exposure), device=images.device))
 
     # -- pixel-wise interface ---------------------------------------------------------------------------
     def action_logits(self, obs: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:

@@ -30,7 +30,6 @@ FLAT_ARGUMENTS: dict[str, tuple[str, str]] = {
     "color_mode": ("weights", "color_mode"),
     "statistics_weight": ("weights", "statistics"),
     "chroma_weight": ("weights", "chroma"),
-    "log_mean": ("weights", "log_mean"),
     "log_white": ("weights", "log_white"),
     "crop_size": ("augmentation", "crop_size"),
     "flip_prob": ("augmentation", "flip_prob"),
@@ -56,9 +55,15 @@ class EnvConfig:
     augmentation: Augmentation = Augmentation()
     degradation: Degradation | None = None
     fidelity: bool = False
+    exposure_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         validate_reward_mode(self.reward_mode)
+        if self.exposure_range is not None:
+            lo, hi = self.exposure_range
+            if not 0.0 < lo < hi < 1.0:
+                raise ValueError(f"exposure_range must be (lo, hi) with 0 < lo < hi < 1, got {self.exposure_range}")
+            object.__setattr__(self, "exposure_range", (float(lo), float(hi)))
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer)) or self.max_steps < 1:
             raise ValueError(f"max_steps must be an integer of at least 1, got {self.max_steps!r}")
 
@@ -85,7 +90,8 @@ class EnvConfig:
     def flat(self) -> dict[str, Any]:
         """The config as ``LowLight-v0``'s flat arguments (a JSON-friendly dict; :meth:`from_kwargs` inverts it)."""
         out: dict[str, Any] = {"data": self.data, "targets": self.targets, "max_steps": self.max_steps,
-                               "reward_mode": self.reward_mode, "fidelity": self.fidelity}
+                               "reward_mode": self.reward_mode, "fidelity": self.fidelity,
+                               "exposure_range": self.exposure_range}
         for flat_name, (part, name) in FLAT_ARGUMENTS.items():
             out[flat_name] = getattr(getattr(self, part), name)
         out["degradation"] = None if self.degradation is None else dataclasses.asdict(self.degradation)
@@ -119,6 +125,21 @@ def sample_start(
         clean, _ = augmentation(rng, source.target(index))
         return degradation.apply(clean, rng), clean
     return augmentation(rng, source.image(index), source.target(index))
+
+
+def episode_exposure(rng: np.random.Generator, config: EnvConfig, given: Any = None) -> float | None:
+    """An episode's target brightness E: ``given`` (checked against the range), else drawn uniformly from
+    ``config.exposure_range`` with ``rng``; ``None`` when the env has no range (the loss's own E)."""
+    if config.exposure_range is None:
+        if given is not None:
+            raise ValueError("options['exposure'] needs an env made with exposure_range=(lo, hi)")
+        return None
+    lo, hi = config.exposure_range
+    if given is None:
+        return float(rng.uniform(lo, hi))
+    if not (isinstance(given, (int, float, np.floating)) and lo <= float(given) <= hi):
+        raise ValueError(f"options['exposure'] must lie in the env's exposure_range [{lo}, {hi}], got {given!r}")
+    return float(given)
 
 
 def min_side(weights: LossWeights) -> int:

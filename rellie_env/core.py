@@ -28,14 +28,16 @@ DIFFERENCE_MODES = ("pixel-delta", "head-delta")
 
 @dataclass
 class EpisodeInput:
-    """The images an episode started from, ``(B, 3, H, W)``, with their grey blocks for L_spa."""
+    """What an episode started from: the images ``(B, 3, H, W)``, their grey blocks for L_spa, and each
+    image's target brightness ``(B,)`` when the env draws one per episode (``None``: the loss's own)."""
 
     image: torch.Tensor
     blocks: torch.Tensor
+    exposure: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, image: torch.Tensor, weights: LossWeights) -> EpisodeInput:
-        return cls(image, grey_blocks(image, weights.spatial_block))
+    def of(cls, image: torch.Tensor, weights: LossWeights, exposure: torch.Tensor | None = None) -> EpisodeInput:
+        return cls(image, grey_blocks(image, weights.spatial_block), exposure)
 
 
 @dataclass
@@ -54,6 +56,15 @@ class Transition:
     image_loss: torch.Tensor
 
 
+def observation(image: torch.Tensor, exposure: torch.Tensor | None) -> torch.Tensor:
+    """What the agents see: the images ``(B, 3, H, W)``, and with a target brightness per image ``(B,)`` a
+    fourth plane holding it at every pixel, ``(B, 4, H, W)``."""
+    if exposure is None:
+        return image
+    b, _, h, w = image.shape
+    return torch.cat((image, exposure.to(image.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)), 1)
+
+
 def validate_reward_mode(mode: str) -> str:
     if mode not in REWARD_MODES:
         raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {mode!r}")
@@ -62,7 +73,7 @@ def validate_reward_mode(mode: str) -> str:
 
 def state_loss(image: torch.Tensor, original: EpisodeInput, weights: LossWeights) -> torch.Tensor:
     """Weighted loss of images alone (no alpha term): the potential that ``"delta"`` rewards lowering."""
-    return image_loss(image, original.image, weights, original.blocks)
+    return image_loss(image, original.image, weights, original.blocks, original.exposure)
 
 
 def head_shares(
@@ -83,19 +94,21 @@ def head_shares(
 
 
 def final_loss_shares(
-    images: torch.Tensor, actions: torch.Tensor, action_set: ActionSet, weights: LossWeights
+    images: torch.Tensor, actions: torch.Tensor, action_set: ActionSet, weights: LossWeights,
+    exposure: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Credit for the loss of an episode's *last* image: each head's share of it, ``(T, B, 3, H, W)``.
 
     :param images: the states ``(T, B, 3, H, W)`` the actions were taken in; ``images[0]`` is the episode's input.
     :param actions: integer action maps ``(T, B, 3, H, W)``.
+    :param exposure: each episode's target brightness ``(B,)``, where the env draws one per episode.
     :return: per step, what each (pixel, head) action did to the final image's loss, to first order (as
         :func:`head_shares` with the final loss's gradient carried back to that step), minus its
         smoothness charge. The curve step is elementwise, so carrying the gradient back is exact (clipping
         aside): ``dx_{t+1}/dx_t = 1 - blend * alpha'_t * (2 x_t - 1)``. Unlike a step's own reward, this
         charges an early brightening with the colour cost it causes at the end.
     """
-    original = EpisodeInput.of(images[0], weights)
+    original = EpisodeInput.of(images[0], weights, exposure)
     final, _ = action_set.step(images[-1], actions[-1])
     with torch.enable_grad():
         leaf = final.detach().requires_grad_(True)
@@ -142,7 +155,7 @@ def transition(
             # quadratic loss (exposure and spatial terms are): at either end they would be biased.
             leaf = ((image + new) * 0.5).detach().requires_grad_(True)
             (gradient,) = torch.autograd.grad(state_loss(leaf, original, weights).sum(), leaf)
-    terms = loss_terms(new, original.image, alpha, weights, original.blocks)
+    terms = loss_terms(new, original.image, alpha, weights, original.blocks, original.exposure)
     new_loss = weighted_sum(terms, weights, NO_REFERENCE_TERMS)
     b, _, h, w = new.shape
     if reward_mode is None:
@@ -155,7 +168,7 @@ def transition(
         reward_map = head_shares(gradient, image, alpha, action_set, weights)
         reward = reward_map.sum(1).mean((1, 2))
     elif reward_mode == "pixel":
-        reward_map = -loss_map(new, original.image, alpha, weights, original.blocks)
+        reward_map = -loss_map(new, original.image, alpha, weights, original.blocks, original.exposure)
         reward = reward_map.mean((1, 2))
     else:
         if reward_mode == "paper":

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rellie_env.config import EnvConfig, check_actions, sample_start, start_image
-from rellie_env.core import EpisodeInput, state_loss, transition
+from rellie_env.config import EnvConfig, check_actions, episode_exposure, sample_start, start_image
+from rellie_env.core import EpisodeInput, observation, state_loss, transition
 from rellie_env.images import to_nchw
 from rellie_env.metrics import psnr, ssim
 
@@ -142,9 +142,12 @@ class LowLightEnv(gym.Env):
         self._steps = 0
 
     def _set_spaces(self, hw: tuple[int, int]) -> None:
-        shape = (3, *hw)
-        self.observation_space = spaces.Box(0.0, 1.0, shape, np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(shape, self.config.action_set.n_actions, dtype=np.int64))
+        planes = 3 if self.config.exposure_range is None else 4
+        self.observation_space = spaces.Box(0.0, 1.0, (planes, *hw), np.float32)
+        self.action_space = spaces.MultiDiscrete(np.full((3, *hw), self.config.action_set.n_actions, dtype=np.int64))
+
+    def _observation(self) -> np.ndarray:
+        return observation(self._image, self._original.exposure)[0].numpy().copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -153,14 +156,19 @@ class LowLightEnv(gym.Env):
             image, target = start_image(options["image"], options.get("target"), self.config.weights)
         else:
             image, target = sample_start(self.np_random, self.source, self.config.augmentation, options.get("index"))
+        exposure = episode_exposure(self.np_random, self.config, options.get("exposure"))
         if image.shape[:2] != self.observation_space.shape[1:]:
             self._set_spaces(image.shape[:2])
-        self._original = EpisodeInput.of(to_nchw(image).contiguous(), self.config.weights)
+        self._original = EpisodeInput.of(to_nchw(image).contiguous(), self.config.weights,
+                                         None if exposure is None else torch.tensor([exposure]))
         self._image = self._original.image  # never written in place: each step makes a new tensor
         self._target = None if target is None else to_nchw(target).contiguous()
         self._loss = state_loss(self._image, self._original, self.config.weights)
         self._steps = 0
-        return self._image[0].numpy().copy(), {"image_loss": float(self._loss[0])}
+        info = {"image_loss": float(self._loss[0])}
+        if exposure is not None:
+            info["exposure"] = exposure
+        return self._observation(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._image is None:
@@ -184,7 +192,7 @@ class LowLightEnv(gym.Env):
         if truncated and self._target is not None and self.config.fidelity:
             info["psnr"] = float(psnr(self._image, self._target)[0])
             info["ssim"] = float(ssim(self._image, self._target)[0])
-        return self._image[0].numpy().copy(), float(t.reward[0]), False, truncated, info
+        return self._observation(), float(t.reward[0]), False, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self._image is None:

@@ -60,9 +60,12 @@ def spatial_consistency_loss(enhanced: torch.Tensor, original: torch.Tensor, blo
 
 
 def exposure_map(
-    x: torch.Tensor, patch: int = 16, level: float = 0.6, grey: torch.Tensor | None = None
+    x: torch.Tensor, patch: int = 16, level: float | torch.Tensor = 0.6, grey: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Squared distance of each ``patch x patch`` mean intensity to ``level``: ``(B, 1, H // p, W // p)``."""
+    """Squared distance of each ``patch x patch`` mean intensity to ``level`` (a number, or one per image
+    ``(B,)``): ``(B, 1, H // p, W // p)``."""
+    if isinstance(level, torch.Tensor):
+        level = level.view(-1, 1, 1, 1)
     return (grey_blocks(x, patch, grey) - level).square_()
 
 
@@ -128,9 +131,9 @@ def smoothness_loss(alpha: torch.Tensor) -> torch.Tensor:
 
 LOG_EPS = 1.0 / 255.0  # one 8-bit level: keeps the log of black pixels finite
 # Two statistics of log(luma + 1/255) (luma: the mean of R, G, B) that natural, well-exposed photos share:
-# its mean over the pixels, and its mean over the brightest 0.5 % of them (the white point); here their
-# averages over BSDS500's 200 training photos.
-NATURAL_LOG_MEAN, NATURAL_LOG_WHITE = -1.068, -0.112
+# its mean over the pixels (-1.068: a geometric-mean brightness of 0.344) and its mean over the brightest
+# 0.5 % of them (the white point); here their averages over BSDS500's 200 training photos.
+NATURAL_EXPOSURE, NATURAL_LOG_WHITE = 0.344, -0.112
 WHITE_FRACTION = 0.005
 
 
@@ -147,16 +150,17 @@ def brightness_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(1), flat.topk(k, dim=1, sorted=False).values.mean(1)
 
 
-def statistics_loss(x: torch.Tensor, log_mean: float = NATURAL_LOG_MEAN,
+def statistics_loss(x: torch.Tensor, exposure: float | torch.Tensor = NATURAL_EXPOSURE,
                     log_white: float = NATURAL_LOG_WHITE) -> torch.Tensor:
     """How far the image's brightness lies from natural photos': ``(B,)``, the squared distances of its
-    :func:`brightness_statistics` to ``log_mean`` and ``log_white``.
+    :func:`brightness_statistics` to ``log(exposure)`` (a number, or one per image ``(B,)``) and ``log_white``.
 
     A darkened photo ``y = g x^gamma`` has ``log y = log g + gamma log x``: its log-brightness is the photo's,
     shifted and stretched. Natural photos have near-white highlights and a typical mean brightness; asking
     for both undoes the shift and the stretch, where one exposure level E pins only one of them.
     """
     mean, white = brightness_statistics(x)
+    log_mean = exposure.log() if isinstance(exposure, torch.Tensor) else math.log(exposure)
     return (mean - log_mean).square() + (white - log_white).square()
 
 
@@ -189,14 +193,14 @@ class LossWeights:
     :param exposure: weight of the exposure term.
     :param color: weight of the colour term.
     :param smoothness: weight of the smoothness of the alpha maps (before channel coupling).
-    :param exposure_level: target mean intensity E of the exposure term.
+    :param exposure_level: the target brightness E: the mean intensity of the exposure term's patches, and
+        the geometric mean brightness (``exp`` of the mean log-brightness) of the statistics term.
     :param exposure_patch: patch size of the exposure term.
     :param spatial_block: block size of the spatial consistency term.
     :param color_mode: ``"grey-world"`` (July 2021 code, weight 50) or ``"ratio"`` (2022 code, weight 20).
     :param statistics: weight of :func:`statistics_loss` (0 as released).
     :param chroma: weight of :func:`chroma_loss` (0 as released).
-    :param log_mean: the mean log-brightness :func:`statistics_loss` asks for.
-    :param log_white: the log-brightness of the brightest pixels it asks for.
+    :param log_white: the log-brightness of the brightest pixels :func:`statistics_loss` asks for.
     """
 
     spatial: float = 1.0
@@ -209,7 +213,6 @@ class LossWeights:
     color_mode: str = "grey-world"
     statistics: float = 0.0
     chroma: float = 0.0
-    log_mean: float = NATURAL_LOG_MEAN
     log_white: float = NATURAL_LOG_WHITE
 
     def __post_init__(self) -> None:
@@ -219,10 +222,8 @@ class LossWeights:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"the {name} weight must be a finite number >= 0, got {value!r}")
-        for name in ("log_mean", "log_white"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.log(LOG_EPS) < value <= math.log(1 + LOG_EPS)):
-                raise ValueError(f"{name} must lie in (log(1/255), log(1 + 1/255)], got {value!r}")
+        if not (isinstance(self.log_white, (int, float)) and math.log(LOG_EPS) < self.log_white <= math.log(1 + LOG_EPS)):
+            raise ValueError(f"log_white must lie in (log(1/255), log(1 + 1/255)], got {self.log_white!r}")
         if not (isinstance(self.exposure_level, (int, float)) and 0.0 < self.exposure_level < 1.0):
             raise ValueError(f"exposure_level must lie in (0, 1), got {self.exposure_level!r}")
         for name in ("exposure_patch", "spatial_block"):
@@ -242,25 +243,28 @@ def loss_terms(
     alpha: torch.Tensor | None,
     weights: LossWeights,
     original_blocks: torch.Tensor | None = None,
+    exposure: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The unweighted loss terms of each image, ``{name: (B,)}`` (:data:`LOSS_TERMS`); smoothness is 0
     without ``alpha``, and the terms released ReLLIE lacks (statistics, chroma) are 0 unless weighted.
 
-    ``original_blocks`` is ``grey_blocks(original, weights.spatial_block)``, when the caller keeps it.
+    ``original_blocks`` is ``grey_blocks(original, weights.spatial_block)``, when the caller keeps it;
+    ``exposure`` ``(B,)``, each image's own target brightness E, in place of ``weights.exposure_level``.
     """
+    level = weights.exposure_level if exposure is None else exposure
     if weights.color_mode == "grey-world":
         color = color_constancy_loss(image)
     else:
         color = color_ratio_loss(image, original)
     grey = image.mean(1, keepdim=True)
     spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks, grey)
-    exposure = exposure_map(image, weights.exposure_patch, weights.exposure_level, grey)
+    exposure_term = exposure_map(image, weights.exposure_patch, level, grey)
     zero = torch.zeros_like(color)
     return {
         "spatial": spatial.mean((1, 2, 3)),
-        "exposure": exposure.mean((1, 2, 3)),
+        "exposure": exposure_term.mean((1, 2, 3)),
         "color": color,
-        "statistics": statistics_loss(image, weights.log_mean, weights.log_white) if weights.statistics else zero,
+        "statistics": statistics_loss(image, level, weights.log_white) if weights.statistics else zero,
         "chroma": chroma_loss(image, original) if weights.chroma else zero,
         "smoothness": smoothness_loss(alpha) if alpha is not None else zero,
     }
@@ -276,13 +280,15 @@ def image_loss(
     original: torch.Tensor,
     weights: LossWeights = LossWeights(),
     original_blocks: torch.Tensor | None = None,
+    exposure: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Non-reference loss of an image alone (spatial + exposure + colour, no alpha maps): ``(B,)``.
 
     This is the score evaluation reports and the potential whose drop the ``"delta"`` rewards pay; lower is
-    better. ``original_blocks`` as for :func:`loss_terms`.
+    better. ``original_blocks`` and ``exposure`` as for :func:`loss_terms`.
     """
-    return weighted_sum(loss_terms(image, original, None, weights, original_blocks), weights, NO_REFERENCE_TERMS)
+    terms = loss_terms(image, original, None, weights, original_blocks, exposure)
+    return weighted_sum(terms, weights, NO_REFERENCE_TERMS)
 
 
 def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -294,21 +300,21 @@ def _upsample(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def loss_map(image: torch.Tensor, original: torch.Tensor, alpha: torch.Tensor | None, weights: LossWeights,
-             original_blocks: torch.Tensor | None = None) -> torch.Tensor:
+             original_blocks: torch.Tensor | None = None, exposure: torch.Tensor | None = None) -> torch.Tensor:
     """Local version of the weighted loss, ``(B, H, W)``: exposure per patch, spatial consistency per
     block, smoothness and chroma per pixel, colour per image (grey-world) or per pixel (ratio), statistics per
     image."""
     b, _, h, w = image.shape
     spatial = spatial_consistency_map(image, original, weights.spatial_block, original_blocks)
     total = weights.spatial * _upsample(spatial, (h, w))
-    patch, level = weights.exposure_patch, weights.exposure_level
-    total = total + weights.exposure * _upsample(exposure_map(image, patch, level), (h, w))
+    level = weights.exposure_level if exposure is None else exposure
+    total = total + weights.exposure * _upsample(exposure_map(image, weights.exposure_patch, level), (h, w))
     if weights.color_mode == "grey-world":
         total = total + weights.color * color_constancy_loss(image).view(b, 1, 1, 1)
     else:
         total = total + weights.color * color_ratio_map(image, original)
     if weights.statistics:
-        total = total + weights.statistics * statistics_loss(image, weights.log_mean, weights.log_white).view(b, 1, 1, 1)
+        total = total + weights.statistics * statistics_loss(image, level, weights.log_white).view(b, 1, 1, 1)
     if weights.chroma:
         total = total + weights.chroma * chroma_map(image, original)
     if alpha is not None:

@@ -54,9 +54,8 @@ class TensorVecEnv(Protocol):
 
 
 def single_spaces(batched: BatchedLowLightEnv) -> tuple[spaces.Box, spaces.MultiDiscrete]:
-    shape = batched.image_shape
-    nvec = np.full(shape, batched.config.action_set.n_actions, dtype=np.int64)
-    return spaces.Box(0.0, 1.0, shape, np.float32), spaces.MultiDiscrete(nvec)
+    nvec = np.full(batched.image_shape, batched.config.action_set.n_actions, dtype=np.int64)
+    return spaces.Box(0.0, 1.0, batched.observation_shape, np.float32), spaces.MultiDiscrete(nvec)
 
 
 def _numpy(x: Any) -> Any:
@@ -111,7 +110,7 @@ class LowLightVectorEnv(VectorEnv):
             info = {"final_obs": final_obs, "_final_obs": truncated.copy(), "final_info": info}
             info["_final_info"] = truncated.copy()
             self.batched.reset_envs(done)
-            obs_np = _numpy(self.batched.image)
+            obs_np = _numpy(self.batched.observations())
         rewards = _numpy(tinfo["reward"]).astype(np.float64)
         return obs_np, rewards, np.zeros(n, dtype=bool), truncated.copy(), info
 
@@ -177,7 +176,7 @@ class LowLightSB3VecEnv(VecEnv):
                 }
             self._returns[torch.from_numpy(done).to(self._returns.device)] = 0.0
             self.batched.reset_envs(done)
-            obs = self.batched.image.clone()
+            obs = self.batched.observations().clone()
         return TensorStep(obs, reward_map, tinfo.get("reward"), dones, infos)
 
     def final_loss_credit(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -186,7 +185,8 @@ class LowLightSB3VecEnv(VecEnv):
         if observations.shape[0] != config.max_steps:
             raise ValueError(f"final-loss credit needs whole episodes of {config.max_steps} steps, "
                              f"got {observations.shape[0]}")
-        return final_loss_shares(observations, actions, config.action_set, config.weights)
+        exposure = observations[0, :, 3, 0, 0] if observations.shape[2] == 4 else None  # the target plane
+        return final_loss_shares(observations[:, :, :3], actions, config.action_set, config.weights, exposure)
 
     def state_dict(self) -> dict[str, Any]:
         """The batch's state and the returns of the episodes in progress (to resume training exactly)."""
@@ -199,7 +199,7 @@ class LowLightSB3VecEnv(VecEnv):
 
     def current_observations(self) -> torch.Tensor:
         """The observations of the episodes in progress (after :meth:`load_state_dict`)."""
-        return self.batched.image.clone()
+        return self.batched.observations().clone()
 
     # -- SB3 VecEnv API --------------------------------------------------------------------------------------
     def reset(self) -> np.ndarray:

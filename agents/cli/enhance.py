@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER", help="photos, or folders of photos (recursive)")
     p.add_argument("-o", "--out", help="folder for the results (default: beside each photo)")
     p.add_argument("--steps", type=int, default=6, help="enhancement steps: more is brighter (default 6)")
+    p.add_argument("--exposure", type=float, help="target brightness E, for a model trained with a range of them "
+                   "(higher is brighter; default: the model's own)")
     p.add_argument("--fast", action="store_true", help="decide on a small copy of each photo: much faster")
     p.add_argument("--denoise", choices=DENOISERS, default="learned",
                    help="learned: the shipped denoiser, before brightening (default); none: keep the noise")
@@ -99,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("no photos to enhance")
     out = None if args.out is None else Path(args.out)
     policy = load_policy(args.model or DEFAULT_MODEL, args.device)
+    policy.observe(torch.zeros(1, 3, 1, 1), args.exposure)  # a clear error before any photo
     taken = set(todo)
     for photo in tqdm(todo, unit="photo", disable=len(todo) < 2, file=sys.stderr):
         image, dtype = read_photo(photo)
-        result = enhance(policy, image, steps=args.steps, fast=args.fast, denoise=args.denoise)
+        result = enhance(policy, image, steps=args.steps, fast=args.fast, denoise=args.denoise, exposure=args.exposure)
         target = output_path(photo, out, taken)
         write_photo(target, result, dtype)
         tqdm.write(f"{photo} -> {target}")

@@ -87,7 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--methods", help=f"comma list from {','.join(METHODS)} "
                                           "(default: the weight-free ones and those whose weights are available)")
     parser.add_argument("--steps", type=int, default=6, help="greedy steps of the ReLLIE agents (default 6)")
-    parser.add_argument("--exposure", type=float, default=0.6, help="exposure level E of the score (default 0.6)")
+    parser.add_argument("--exposure", help="target brightness E of our model and of the score, or a comma list for a "
+                        "sweep (ours once per E, written to ours_E<E>/, and exposure_<name>.png: the input, then "
+                        "one column per E); default: our model's own E (0.6 for the score without one)")
     parser.add_argument("--denoise", choices=DENOISERS, default="none",
                         help="final denoising of the ReLLIE agents (as released ReLLIE's 'with denoising')")
     parser.add_argument("--ffdnet-weights", help="FFDNet weights for --denoise ffdnet (ReLLIE's net_rgb.pth)")
@@ -238,10 +240,25 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def exposures(text: str | None) -> list[float | None]:
+    """The E values of ``--exposure`` (``[None]``: the model's own), each checked as a loss's exposure level."""
+    if text is None:
+        return [None]
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--exposure takes numbers in (0, 1), one or a comma list, got {text!r}") from None
+    if not values:
+        raise UsageError("--exposure takes numbers in (0, 1), one or a comma list")
+    for value in values:
+        LossWeights(exposure_level=value)  # in (0, 1)
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     if args.steps < 0:
         raise UsageError(f"--steps must be non-negative, got {args.steps}")
-    weights = LossWeights(exposure_level=args.exposure)  # checks --exposure
+    sweep = exposures(args.exposure)
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be positive, got {args.threads}")
@@ -258,6 +275,21 @@ def run(args: argparse.Namespace) -> int:
     for agent_policy in policies.values():
         check_tile(args.tile, receptive_radius(agent_policy))
     policy = policies.get("ours")
+    own = policy.exposure if policy is not None and policy.exposure is not None else 0.6
+    weights = LossWeights(exposure_level=sweep[0] or own)
+    score_weights = {m: weights for m in methods}
+    if policy is not None:
+        settings = runners.pop("ours").keywords
+        if len(sweep) > 1:  # ours once per E, each scored against its own E
+            methods.remove("ours")
+            for e in sweep:
+                runners[f"ours_E{e:g}"] = agent(policy, **settings, exposure=e)
+                methods.append(f"ours_E{e:g}")
+                score_weights[f"ours_E{e:g}"] = LossWeights(exposure_level=e)
+        else:
+            runners["ours"] = agent(policy, **settings, exposure=sweep[0])
+        for e in sweep:
+            policy.observe(torch.zeros(1, 3, 1, 1), e)  # a conditioned model refuses an E outside its range
     side = min_side(weights)
     names, small = [], []
     for name, image in zip(unique_names(images.names), images.images):
@@ -280,14 +312,18 @@ def run(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             enhanced = fn(image)
             seconds = time.perf_counter() - start
-            rows.append({"image": name, "method": method, **measure(enhanced, image, target, weights),
+            rows.append({"image": name, "method": method, **measure(enhanced, image, target, score_weights[method]),
                          "seconds": seconds})
             outputs[method].append(enhanced)
             write_png(out / method / f"{name}.png", to_bgr8(enhanced))
         if policy is not None:
             _, step_images, alphas = enhance(policy, image, steps=args.steps, tile=args.tile, fast=args.fast,
-                                             fast_size=args.fast_size, return_steps=True, steps_size=STEPS_SIZE)
+                                             fast_size=args.fast_size, exposure=sweep[0] if len(sweep) == 1 else None,
+                                             return_steps=True, steps_size=STEPS_SIZE)
             write_png(out / f"steps_{name}.png", steps_strip(image, step_images, alphas, policy.action_set))
+        if len(sweep) > 1 and policy is not None:
+            strip = {"input": [image], **{f"E = {e:g}": [outputs[f"ours_E{e:g}"][-1]] for e in sweep}}
+            write_png(out / f"exposure_{name}.png", grid([name], strip))
         print(f"{name}: done ({', '.join(methods)})", file=sys.stderr)
     mean_rows = means(rows, methods)
     text = markdown(rows, mean_rows, weights, images.skipped)
@@ -304,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
          "no_ground_truth": [n for n, i in zip(names, kept) if images.target(i) is None], "too_small": small,
          "results": rows, "means": mean_rows}, indent=2))
     columns = {"input": [images.image(i) for i in kept]}
-    columns.update({LABELS[m]: outputs[m] for m in methods if m != "identity"})
+    columns.update({LABELS.get(m, m): outputs[m] for m in methods if m != "identity"})
     write_png(out / "grid.png", grid(names, columns))
     print(text)
     print(f"wrote {out}/: results.md/.csv/.json, grid.png, "

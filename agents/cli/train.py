@@ -51,7 +51,7 @@ class Flag:
     path: str
     help: str
     type: Callable | None = None
-    kind: str = "value"  # "value", "bool" (--x / --no-x) or "list"
+    kind: str = "value"  # "value", "bool" (--x / --no-x), "list" or "pair"
     choices: tuple | None = None
 
 
@@ -67,7 +67,9 @@ FLAGS = (
     Flag("--steps", "env.max_steps", "steps per episode", int),
     Flag("--reward-mode", "env.reward_mode", "the env's reward", choices=("paper", "delta", "pixel", "pixel-delta",
                                                                           "head-delta")),
-    Flag("--exposure", "env.exposure_level", "exposure level E of the loss", float),
+    Flag("--exposure", "env.exposure_level", "target brightness E of the loss", float),
+    Flag("--exposure-range", "env.exposure_range", "LO HI: draw E per episode from [LO, HI]; the policy sees E and "
+         "enhances to any E of the range", float, kind="pair"),
     Flag("--exposure-patch", "env.exposure_patch", "patch side of the exposure term", int),
     Flag("--spatial-weight", "env.spatial_weight", "weight of spatial consistency", float),
     Flag("--exposure-weight", "env.exposure_weight", "weight of the exposure term", float),
@@ -139,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict[
             group.add_argument(flag.name, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=flag.help)
         elif flag.kind == "list":
             group.add_argument(flag.name, dest=dest, nargs="+", default=None, help=flag.help)
+        elif flag.kind == "pair":
+            group.add_argument(flag.name, dest=dest, nargs=2, type=flag.type, default=None, metavar=("LO", "HI"),
+                               help=flag.help)
         else:
             group.add_argument(flag.name, dest=dest, type=flag.type, choices=flag.choices, default=None, help=flag.help)
     args = p.parse_args(argv)
@@ -284,10 +289,21 @@ def build_model(config: dict, device: torch.device, resume: Path | None = None):
         return spec.cls.load(resume, env=env, device=device)
     env_config = EnvConfig.from_kwargs(**config["env"])
     policy_kwargs = dict(config["policy"], action_set=dataclasses.asdict(env_config.action_set),
-                         per_head=spec.pixel_wise and env_config.reward_mode == "head-delta")
+                         per_head=spec.pixel_wise and env_config.reward_mode == "head-delta",
+                         exposure=default_exposure(env_config), exposure_range=env_config.exposure_range)
     policy_kwargs["global_exposure"] = policy_kwargs["global_color"] and policy_kwargs["global_exposure"]
     return spec.cls(PixelActorCriticPolicy, env, policy_kwargs=policy_kwargs, seed=config["seed"], device=device,
                     verbose=0, **kwargs)
+
+
+def default_exposure(env_config) -> float:
+    """The E a policy enhances to unless told otherwise: the env's exposure level, or for an env with a range
+    the level if it lies in it, else the range's middle."""
+    level = env_config.weights.exposure_level
+    if env_config.exposure_range is None:
+        return level
+    lo, hi = env_config.exposure_range
+    return level if lo <= level <= hi else (lo + hi) / 2
 
 
 # -- output folder and resuming -----------------------------------------------------------------------------
