@@ -47,11 +47,18 @@ class PixelCategoricalDistribution(Distribution):
     def entropy(self) -> torch.Tensor:
         return self.entropy_map().sum((1, 2))
 
-    def sample(self) -> torch.Tensor:
+    def sample(self, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """An action map ``(B, heads, H, W)``; with ``generators`` (one per image), image b's draws come from
+        ``generators[b]`` alone, so they do not depend on the other images of the batch (or on how images
+        are split over processes)."""
         # Inverse CDF: one uniform per pixel and head instead of one Gumbel per action.
         cdf = self.probs.cumsum(2)
-        u = torch.rand_like(cdf[:, :, :1]) * cdf[:, :, -1:]
-        return (cdf < u).sum(2).clamp_(max=self.n_actions - 1)
+        shape = cdf[:, :, :1].shape
+        if generators is None:
+            u = torch.rand(shape, device=cdf.device, dtype=cdf.dtype)
+        else:
+            u = torch.stack([torch.rand(shape[1:], generator=g, device=cdf.device, dtype=cdf.dtype) for g in generators])
+        return (cdf < u * cdf[:, :, -1:]).sum(2).clamp_(max=self.n_actions - 1)
 
     def mode(self) -> torch.Tensor:
         # max(dim).indices is the first maximal index, as argmax, and several times faster on CPU here.

@@ -10,6 +10,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents import distributed
 from agents.buffers import PixelRolloutBuffer
 from agents.distributions import PixelCategoricalDistribution
 from agents.policies import PixelActorCriticPolicy
@@ -130,7 +131,7 @@ class PixelOnPolicyMixin:
         starts = torch.as_tensor(self._last_episode_starts, dtype=torch.float32, device=self.device)
         for _ in range(n_rollout_steps):
             with torch.no_grad(), self._autocast():
-                actions, values, log_probs = self.policy.act_pixels(obs)
+                actions, values, log_probs = self.policy.act_pixels(obs, generators=self.action_generators)
             new_obs, reward_map, dones, infos = self._env_step(env, actions)
             self.num_timesteps += env.num_envs
             callback.update_locals(locals())
@@ -171,10 +172,22 @@ class PixelOnPolicyMixin:
                 info["episode"]["r"] = value
 
     def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
-        """Advantages normalised over every pixel (and head) of the batch, when ``normalize_advantage``."""
-        if not self.normalize_advantage or advantages.numel() < 2:
+        """Advantages normalised over every pixel (and head) of the batch, of all ranks of a distributed run,
+        when ``normalize_advantage``."""
+        if not self.normalize_advantage or advantages.numel() * distributed.world_size() < 2:
             return advantages
-        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        mean, std = distributed.global_mean_std(advantages)
+        return (advantages - mean) / (std + 1e-8)
+
+    def _gradient_step(self, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, gradients averaged over the ranks of a distributed run, clipped at ``max_grad_norm``, one
+        optimiser step; returns the gradient norm before clipping."""
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        distributed.average_gradients(self.policy.parameters())
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
+        return grad_norm
 
     def _total_loss(
         self, policy_loss: torch.Tensor, values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor,
@@ -214,3 +227,10 @@ class PixelOnPolicyMixin:
         self._check_final_credit(self.env)
         self.rollout_buffer.value_heads = self.policy.value_heads
         self.rollout_buffer.reset()
+        distributed.broadcast_parameters(self.policy)
+        # One random stream per image for the sampled actions, seeded by the image's place in the whole batch
+        # of all ranks: samples do not depend on how the batch is split over processes.
+        base = self.seed if self.seed is not None else int(torch.randint(2**31 - 1, ()))
+        first = distributed.rank() * self.n_envs
+        self.action_generators = [torch.Generator(self.device).manual_seed(base * 1_000_003 + first + i)
+                                  for i in range(self.n_envs)]

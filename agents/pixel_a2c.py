@@ -1,7 +1,6 @@
 """PixelA2C: SB3's A2C with one agent per pixel (PixelRL / ReLLIE)."""
 from __future__ import annotations
 
-import torch
 from stable_baselines3 import A2C
 
 from agents.on_policy import PixelOnPolicyMixin
@@ -46,10 +45,7 @@ class PixelA2C(PixelOnPolicyMixin, A2C):
             advantages = self._normalized(data.advantages)
             policy_loss = -(advantages * log_prob).sum(1).mean()  # summed over heads, averaged over pixels
             loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)
-            self.policy.optimizer.zero_grad()
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            self.policy.optimizer.step()
+            grad_norm = self._gradient_step(loss)
 
         self._n_updates += 1
         self._record_explained_variance()

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
+from agents import distributed
 from agents.on_policy import PixelOnPolicyMixin
 
 
@@ -51,8 +52,8 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
                 if clip_range_vf is not None:
                     values = data.old_values + (values - data.old_values).clamp(-clip_range_vf, clip_range_vf)
                 loss, terms = self._total_loss(policy_loss, values, data.returns, entropy, dist)
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                with torch.no_grad():  # over all ranks, so that they stop together
+                    approx_kl = distributed.global_mean_std(((ratio - 1) - log_ratio).flatten())[0].item()
                     stats["clip_fraction"].append(((ratio - 1).abs() > clip_range).float().mean().item())
                 stats["approx_kl"].append(approx_kl)
                 for key, value in terms.items():
@@ -60,10 +61,7 @@ class PixelPPO(PixelOnPolicyMixin, PPO):
                 if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
                     continue_training = False
                     break
-                self.policy.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self.policy.optimizer.step()
+                self._gradient_step(loss)
             self._n_updates += 1
             if not continue_training:
                 break

@@ -311,12 +311,13 @@ class PixelActorCriticPolicy(ActorCriticPolicy):
         """Per-pixel values ``(B, value_heads, H, W)``."""
         return self.value_net(self.mlp_extractor.forward_critic(self.extract_features(obs))).float()
 
-    def act_pixels(self, obs: torch.Tensor, deterministic: bool = False):
+    def act_pixels(self, obs: torch.Tensor, deterministic: bool = False, generators: list | None = None):
         """Sample (or take the deterministic) action map: ``(actions (B, heads, H, W) uint8, values, log_probs)``,
-        values and log-probabilities ``(B, value_heads, H, W)``."""
+        values and log-probabilities ``(B, value_heads, H, W)``; ``generators``: one per image (see
+        :meth:`~agents.distributions.PixelCategoricalDistribution.sample`)."""
         latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
         dist = self.action_dist.proba_distribution(self.action_net(latent_pi))
-        actions = self.greedy_actions(obs, dist) if deterministic else dist.sample()
+        actions = self.greedy_actions(obs, dist) if deterministic else dist.sample(generators)
         values = self.value_net(latent_vf).float()
         return actions.to(torch.uint8), values, dist.log_prob_map(actions, self.per_head)
 

@@ -10,6 +10,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 
+from agents import distributed
 from agents.checkpoints import atomic_write, save_model, save_weights
 from agents.evaluation import ValidationCrops
 from rellie_env.losses import LOSS_TERMS
@@ -33,6 +34,9 @@ class TrainingMonitor(BaseCallback):
     :param validation: the crops to validate on (needed when ``eval_every``).
     :param steps: greedy steps of the validation rollouts.
     :param start_episode: batches already done (when resuming).
+
+    In a distributed run every rank keeps its own part of the checkpoint (its episodes and random streams);
+    rank 0 alone validates and writes the logs, the model and the best policy.
     """
 
     def __init__(self, out: Path, batch: int, checkpoint_every: int, eval_every: int,
@@ -47,11 +51,12 @@ class TrainingMonitor(BaseCallback):
         self.rows: list[dict] = []
         self.pending: dict | None = None
         self.best: tuple[float, int] | None = None  # (validation PSNR, episode)
+        self.main = distributed.is_main()
         self.curve = self.out / "learning_curve.csv"
-        if not self.curve.exists():
+        if self.main and not self.curve.exists():
             with open(self.curve, "w", newline="") as f:
                 csv.writer(f).writerow(CURVE_FIELDS)
-        else:  # resuming: the best so far is the run's
+        elif self.main:  # resuming: the best so far is the run's
             with open(self.curve, newline="") as f:
                 scores = [(float(r["val_psnr"]), int(r["episode"])) for r in csv.DictReader(f) if r["val_psnr"] != "nan"]
             self.best = max(scores) if scores else None
@@ -82,7 +87,7 @@ class TrainingMonitor(BaseCallback):
             return
         row, self.pending = self.pending, None
         row["val_psnr"] = row["val_ssim"] = float("nan")
-        if self.eval_every and (self.episode % self.eval_every == 0 or self.episode == 1):
+        if self.main and self.eval_every and (self.episode % self.eval_every == 0 or self.episode == 1):
             row["val_psnr"], row["val_ssim"] = self.validation.score(self.model.policy, self.steps)
             self.logger.record("eval/psnr", row["val_psnr"])
             self.logger.record("eval/ssim", row["val_ssim"])
@@ -94,8 +99,9 @@ class TrainingMonitor(BaseCallback):
         for key in TRAINING_FIELDS[1:]:
             self.logger.record(f"rollout/final_{key.replace('loss/', 'loss_')}", row[key])
         self.rows.append(row)
-        with open(self.curve, "a", newline="") as f:
-            csv.writer(f).writerow([row[k] for k in CURVE_FIELDS])
+        if self.main:
+            with open(self.curve, "a", newline="") as f:
+                csv.writer(f).writerow([row[k] for k in CURVE_FIELDS])
         self.logger.dump(self.num_timesteps)
         if self.checkpoint_every and self.episode % self.checkpoint_every == 0:
             save_checkpoint(self.model, self.out / "checkpoints" / "latest.zip", self.episode)
@@ -113,16 +119,21 @@ class TrainingMonitor(BaseCallback):
 
 def save_checkpoint(model: BaseAlgorithm, path: Path, episode: int) -> None:
     """The model (``path``, SB3's zip: weights, optimiser, counters) and what SB3 does not keep
-    (``path.state.pt``): the batch count, torch's random state and the env's (its episodes in progress and
-    the random streams of its data), so that a resumed run repeats exactly what an uninterrupted one does."""
+    (:func:`state_path`): the batch count, and of every rank torch's random state, the action sampler's and the
+    env's (its episodes in progress and the random streams of its data), so that a resumed run repeats exactly
+    what an uninterrupted one does. Rank 0 writes both files."""
     state = {"episode": episode, "num_timesteps": model.num_timesteps, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+             "action_generators": [g.get_state() for g in getattr(model, "action_generators", [])],
              "env": model.get_env().state_dict() if hasattr(model.get_env(), "state_dict") else None}
-    atomic_write(state_path(path), lambda tmp: torch.save(state, tmp))
-    save_model(model, path)
+    ranks = distributed.gather(state)
+    if distributed.is_main():
+        atomic_write(state_path(path), lambda tmp: torch.save({"ranks": ranks}, tmp))
+        save_model(model, path)
 
 
 def state_path(checkpoint: Path) -> Path:
+    """``latest.state.pt`` beside ``latest.zip``."""
     return Path(checkpoint).with_suffix(".state.pt")
 
 
@@ -135,12 +146,17 @@ def resume_state(model: BaseAlgorithm, checkpoint: Path) -> int:
     path = state_path(checkpoint)
     if not path.is_file():
         return int(model.num_timesteps // (model.n_envs * model.n_steps))
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    ranks = torch.load(path, map_location="cpu", weights_only=False)["ranks"]
+    if len(ranks) != distributed.world_size():
+        raise ValueError(f"{str(path)!r} was written by a run of {len(ranks)} rank(s); resume it with as many")
+    state = ranks[distributed.rank()]
     if state["num_timesteps"] != model.num_timesteps:
         raise ValueError(f"{str(path)!r} does not belong to {str(checkpoint)!r} (another batch count)")
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    for generator, generator_state in zip(getattr(model, "action_generators", []), state["action_generators"]):
+        generator.set_state(generator_state)
     env = model.get_env()
     if state["env"] is not None and hasattr(env, "load_state_dict"):
         env.load_state_dict(state["env"])
@@ -164,7 +180,10 @@ class ResumableCSV(CSVOutputFormat):
 
 
 def run_logger(out: Path, resume: bool) -> Logger:
-    """The run's logger: ``progress.csv`` (continued when resuming) and TensorBoard events in ``tensorboard/``."""
+    """The run's logger: ``progress.csv`` (continued when resuming) and TensorBoard events in ``tensorboard/``;
+    on ranks other than 0 of a distributed run, a logger that writes nothing."""
+    if not distributed.is_main():
+        return Logger(None, [])
     csv_format = ResumableCSV(out / "progress.csv") if resume else CSVOutputFormat(str(out / "progress.csv"))
     return Logger(str(out), [csv_format, TensorBoardOutputFormat(str(out / "tensorboard"))])
 

@@ -3,8 +3,10 @@
 * Paired: every photo of BSDS500's validation split darkened by the fixed, seeded low-light degradation
   (:class:`rellie_env.images.Degradation`: ``clip(x^gamma * g * c + n)``, gamma in [1.8, 2.8], gain in
   [0.2, 0.5], cast exp(U(-0.1, 0.1)), Poisson-Gaussian noise); mean PSNR and SSIM against the photo, NIQE
-  and brightness of identity, gamma, HE, CLAHE, Zero-DCE, the released ReLLIE weights, the best constant
-  policy (searched on darkened crops of BSDS500's training photos) and ours.
+  and brightness of identity, gamma, HE, CLAHE, Zero-DCE, the released ReLLIE weights (alone, and with its
+  FFDNet denoiser as released), the best constant policy (searched by the training loss on darkened
+  whole-scene crops of BSDS500's training photos), gamma after our denoiser, and ours (without and with
+  its denoiser).
 * Real: NIQE and mean brightness on the real low-light samples (no references), and a picture grid
   (input | gamma | Zero-DCE | released ReLLIE | ours).
 
@@ -12,11 +14,12 @@ Reads ``$RELLIE_SHARED`` (default ``../shared``): ``data/bsds500``, ``data/real-
 weights. Prints the tables and writes ``results.json``, ``paired.md``, ``real.md`` and ``real_grid.png`` to
 ``--out``. Usage::
 
-    python benchmarks/quality.py [--model PATH] [--out runs/quality] [--limit N] [--denoise none|nlm|ffdnet]
+    python benchmarks/quality.py [--model PATH] [--out runs/quality] [--limit N] [--methods a,b] [--denoise none]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -27,25 +30,36 @@ import numpy as np
 import torch
 
 from agents import evaluation
-from agents.baselines import best_constant_policy, zero_dce_enhance
+from agents.baselines import best_constant_policy, gamma_correction, zero_dce_enhance
 from agents.checkpoints import load_default, load_policy
+from agents.cli.train import CONFIGS
+from agents.denoiser import load_denoiser
 from agents.ffdnet import load_ffdnet
+from agents.inference import denoise_input
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
+from rellie_env.config import EnvConfig
 from rellie_env.cpu import tune_cpu
-from rellie_env.images import Augmentation, load_images, stack_nchw
+from rellie_env.images import Augmentation, load_images, stack_nchw, to_hwc, to_nchw
 from rellie_env.losses import LossWeights
 
+METHODS = ("identity", "gamma", "he", "clahe", "zero-dce", "rellie-official", "rellie-official+ffdnet", "constant",
+           "gamma+denoiser", "ours-no-denoise", "ours")
+LABELS = {**evaluation.LABELS, "rellie-official+ffdnet": "ReLLIE (released) + FFDNet",
+          "gamma+denoiser": "gamma + our denoiser", "ours-no-denoise": "ours, no denoising"}
 GRID_METHODS = ("gamma", "zero-dce", "rellie-official", "ours")
 
 
-def constant_triple(steps: int, action_set, weights: LossWeights, n: int = 32, size: int = 128) -> tuple[int, int, int]:
-    """The best constant action triple on ``n`` darkened crops of BSDS500's training photos."""
+def constant_triple(args: argparse.Namespace, action_set, n: int = 32, size: int = 128) -> tuple[int, int, int]:
+    """The best constant action triple, by the loss of the training config ``args.config``, on ``n`` whole-scene
+    crops of BSDS500's training photos darkened as in training."""
+    weights = EnvConfig.from_kwargs(**json.loads(Path(args.config).read_text())["env"]).weights
     source = load_images(f"dark:{evaluation.shared_dir() / 'data' / 'bsds500' / 'train'}")
     rng = np.random.default_rng(0)
-    crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0)
-    crops = np.stack([crop(rng, source.image(int(i)))[0] for i in rng.permutation(len(source))[:n]])
-    triple, _ = best_constant_policy(stack_nchw(list(crops)), steps, action_set, weights)
+    crop = Augmentation(size, flip_prob=0.0, rotate_prob=0.0, fit_scale=1.0)
+    crops = [crop(rng, source.image(int(i)))[0] for i in rng.permutation(len(source))[:n]]
+    triple, _ = best_constant_policy(stack_nchw(crops), args.steps, action_set, weights)
+    print(f"best constant policy (RGB actions) by {args.config}'s loss: {triple}", file=sys.stderr)
     return triple
 
 
@@ -67,36 +81,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="our model (.zip, .pt); default: the shipped model")
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--denoise", default="none", choices=("none", "nlm", "ffdnet"),
-                   help="final denoising of both ReLLIE agents (ffdnet: the released FFDNet weights)")
+    p.add_argument("--denoise", default="learned", choices=("none", "learned"),
+                   help="our model's denoising (default: learned, the shipped denoiser, as rellie-enhance runs it)")
     p.add_argument("--limit", type=int, help="only the first N photos of each set (a quick look)")
-    p.add_argument("--constant-exposure", type=float, default=0.6,
-                   help="exposure level E of the loss that picks the best constant policy")
+    p.add_argument("--config", default=str(CONFIGS / "default.json"),
+                   help="a training config whose loss picks the best constant policy (default: the default recipe)")
     p.add_argument("--skip-real", action="store_true", help="only the paired set")
+    p.add_argument("--methods", help="comma list of the methods to run (default: all)")
+    p.add_argument("--exposure", type=float, help="target brightness E of our model (one trained with a range)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     tune_cpu()
     reference = evaluation.shared_dir() / "reference"
     policy = load_policy(args.model) if args.model else load_default()
-    ffdnet = load_ffdnet(reference / "ffdnet_net_rgb.pth") if args.denoise == "ffdnet" else None
-    settings = dict(steps=args.steps, denoise=args.denoise, ffdnet=ffdnet)
-    weights = LossWeights(exposure_level=args.constant_exposure)
-    triple = constant_triple(args.steps, policy.action_set, weights)
-    zero_dce = load_zero_dce(reference / "zero_dce_epoch99.pth")
-    methods = evaluation.weight_free_methods()
-    methods.update({
-        "zero-dce": lambda x: zero_dce_enhance(zero_dce, x),
-        "rellie-official": evaluation.agent(load_official_rellie(reference / "rellie_official_model.npz"), **settings),
-        "constant": evaluation.constant_method(triple, args.steps, policy.action_set),
-        "ours": evaluation.agent(policy, **settings),
-    })
+    names = args.methods.split(",") if args.methods else list(METHODS)
+    unknown = set(names) - set(METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}; choose from {','.join(METHODS)}")
+    released = load_official_rellie(reference / "rellie_official_model.npz")
+    denoiser = load_denoiser() if {"ours", "gamma+denoiser"} & set(names) else None
+    steps = dict(steps=args.steps, exposure=args.exposure)
+    factories = {
+        "zero-dce": lambda: functools.partial(zero_dce_enhance, load_zero_dce(reference / "zero_dce_epoch99.pth")),
+        "rellie-official": lambda: evaluation.agent(released, steps=args.steps),
+        "rellie-official+ffdnet": lambda: evaluation.agent(released, steps=args.steps, denoise="ffdnet",
+                                                           ffdnet=load_ffdnet(reference / "ffdnet_net_rgb.pth")),
+        "constant": lambda: evaluation.constant_method(constant_triple(args, policy.action_set), args.steps,
+                                                       policy.action_set),
+        "ours": lambda: evaluation.agent(policy, **steps, denoise=args.denoise, denoiser=denoiser),
+        "ours-no-denoise": lambda: evaluation.agent(policy, **steps),
+        "gamma+denoiser": lambda: lambda x: gamma_correction(to_hwc(denoise_input(denoiser, to_nchw(x)))),
+    }
+    free = evaluation.weight_free_methods()
+    methods = {m: free[m] if m in free else factories[m]() for m in names}
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
-          f"model {args.model or 'shipped default'}; {args.steps} steps; denoise {args.denoise}; "
-          f"best constant (RGB actions, E = {args.constant_exposure:g}): {triple}")
+          f"model {args.model or 'shipped default'}; {args.steps} steps; our denoising {args.denoise}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"settings": {**vars(args), "constant_triple": triple}}
+    report: dict = {"settings": vars(args)}
     sets = [("paired", evaluation.validation_pairs())] + ([] if args.skip_real else [("real", evaluation.real_samples())])
     for kind, images in sets:
         names = images.names[: args.limit]
@@ -105,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         mean_rows = evaluation.means(rows, list(methods))
         columns = ("psnr", "ssim", "niqe", "brightness", "seconds") if kind == "paired" else ("niqe", "brightness",
                                                                                              "seconds")
+        for row in mean_rows:
+            row["method"] = LABELS.get(row["method"], row["method"])
         table = "\n".join(evaluation.markdown_table(mean_rows, {"method": "method"}, columns))
         print(f"\n{kind} ({len(names)} images)\n{table}")
         (out / f"{kind}.md").write_text(table + "\n")
         report[kind] = {"rows": rows, "means": mean_rows}
         if kind == "real":
             columns = {"input": [images.image(i) for i in range(len(names))]}
-            columns.update({evaluation.LABELS[m]: outputs[m] for m in GRID_METHODS})
+            columns.update({LABELS[m]: outputs[m] for m in GRID_METHODS if m in outputs})
             evaluation.write_png(out / "real_grid.png", evaluation.grid(names, columns, cell=(200, 140)))
     (out / "results.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {out}/", file=sys.stderr)

@@ -124,14 +124,20 @@ class LowLightSB3VecEnv(VecEnv):
 
     :param num_envs: number of sub-environments.
     :param device: torch device of the batch.
-    :param seed: seed of the first reset (sub-environment i gets ``seed + i``).
+    :param seed: seed of the first reset (sub-environment i gets ``seed + first_index + i``; SB3's algorithms
+        set it to their own seed).
+    :param first_index: where this env's sub-environments start in a batch split over processes (rank r of a
+        distributed run holds sub-environments ``r * num_envs ...``), so that the split batch draws the
+        episodes one process would draw.
     :param kwargs: the arguments of :class:`~rellie_env.env.LowLightEnv`.
     """
 
-    def __init__(self, num_envs: int, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", seed: int | None = None,
+                 first_index: int = 0, **kwargs: Any):
         self.batched = BatchedLowLightEnv(num_envs, device, **kwargs)
         observation_space, action_space = single_spaces(self.batched)
         super().__init__(num_envs, observation_space, action_space)
+        self.first_index = first_index
         self._seed = seed
         self._actions: np.ndarray | None = None
         self._returns = torch.zeros(num_envs, dtype=torch.float64, device=self.batched.device)
@@ -147,7 +153,8 @@ class LowLightSB3VecEnv(VecEnv):
         return self.batched.config.max_steps
 
     def reset_tensors(self) -> torch.Tensor:
-        obs = self.batched.reset(self._seed)
+        obs = self.batched.reset(None if self._seed is None else [self._seed + self.first_index + i
+                                                                   for i in range(self.num_envs)])
         self._seed = None
         self._returns.zero_()
         return obs
@@ -238,4 +245,4 @@ class LowLightSB3VecEnv(VecEnv):
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         self._seed = seed
-        return [None if seed is None else seed + i for i in range(self.num_envs)]
+        return [None if seed is None else seed + self.first_index + i for i in range(self.num_envs)]

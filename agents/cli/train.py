@@ -261,7 +261,7 @@ class LinearSchedule:
         return self.start * progress_remaining
 
 
-def build_env(config: dict, device: torch.device, pixel_wise: bool):
+def build_env(config: dict, device: torch.device, pixel_wise: bool, first_index: int = 0):
     from stable_baselines3.common.env_util import make_vec_env
 
     from agents.wrappers import FlattenActionMap
@@ -270,11 +270,14 @@ def build_env(config: dict, device: torch.device, pixel_wise: bool):
 
     env_kwargs = dict(config["env"])
     if pixel_wise:
-        return LowLightSB3VecEnv(config["batch"], device=device, seed=config["seed"], **env_kwargs)
+        return LowLightSB3VecEnv(config["batch"], device=device, seed=config["seed"], first_index=first_index,
+                                 **env_kwargs)
     return make_vec_env(lambda: FlattenActionMap(LowLightEnv(**env_kwargs)), n_envs=config["batch"], seed=config["seed"])
 
 
-def build_model(config: dict, device: torch.device, resume: Path | None = None):
+def build_model(config: dict, device: torch.device, resume: Path | None = None, first_index: int = 0):
+    """The algorithm and its env (``first_index``: as for :class:`~rellie_env.vector.LowLightSB3VecEnv`), or the
+    checkpoint ``resume``."""
     from agents.checkpoints import load_policy
     from agents.policies import PixelActorCriticPolicy
     from agents.registry import ALGORITHMS
@@ -282,7 +285,7 @@ def build_model(config: dict, device: torch.device, resume: Path | None = None):
 
     spec = ALGORITHMS[config["algo"]]
     ppo = config["algo"].endswith("ppo")
-    env = build_env(config, device, spec.pixel_wise)
+    env = build_env(config, device, spec.pixel_wise, first_index)
     kwargs = algorithm_kwargs(config, spec.pixel_wise, ppo)
     if resume is not None:
         load_policy(resume)  # a clear error for a bad or foreign file, before SB3's own loader
@@ -308,14 +311,19 @@ def default_exposure(env_config) -> float:
 
 # -- output folder and resuming -----------------------------------------------------------------------------
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty output folder unless ``overwrite`` (then empty it); check it can be written."""
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a file, or a non-empty output folder unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {str(out)!r} already holds a run; choose a new folder, --overwrite it, or "
+                         f"--resume {out}")
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """An empty output folder (what ``overwrite`` allows is removed); check it can be written."""
+    check_out(out, overwrite)
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"--out {str(out)!r} already holds a run; choose a new folder, --overwrite it, or "
-                             f"--resume {out}")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -382,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, given: dict[str, Any]) -> int:
+    from agents import distributed
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be positive, got {args.threads}")
-    device = pick_device(args.device)
     if args.resume:
         if args.preset or args.config or args.overwrite:
             raise ValueError("--resume continues a run with its own settings: no --preset, --config or --overwrite")
@@ -398,48 +407,62 @@ def run(args: argparse.Namespace, given: dict[str, Any]) -> int:
             if given.get(key):
                 raise ValueError(f"--{key.partition('.')[2].replace('_', '-')} needs a pixel-wise algorithm "
                                  f"(pixel-a2c or pixel-ppo), not {config['algo']}")
+        if distributed.launched():
+            raise ValueError("torchrun needs a pixel-wise algorithm (pixel-a2c or pixel-ppo)")
+    device = distributed.setup(args.device) if distributed.launched() else pick_device(args.device)
+    main_rank = distributed.is_main()
     if checkpoint is None:
-        prepare_out(out, args.overwrite)
+        check_out(out, args.overwrite)  # on every rank, so that all stop alike
+        if main_rank:
+            prepare_out(out, args.overwrite)
+        distributed.barrier()
     if args.threads:
         torch.set_num_threads(args.threads)
     from rellie_env.cpu import tune_cpu
 
     tune_cpu()  # denormals flushed (tiny softmax probabilities slow CPU training 5-50x), freed memory reused
 
-    from agents.checkpoints import save_weights
+    from agents.checkpoints import save_model, save_weights
     from agents.evaluation import ValidationCrops
     from agents.training import TrainingMonitor, plot_learning_curve, resume_state, run_logger
 
-    model = build_model(config, device, checkpoint)
+    model = build_model(config, device, checkpoint, first_index=distributed.rank() * config["batch"])
     done = 0
     if checkpoint is not None:
         done = resume_state(model, checkpoint)
-        truncate_csv(out / "learning_curve.csv", "episode", done)
-        truncate_csv(out / "progress.csv", "episode", done)
+        if main_rank:
+            truncate_csv(out / "learning_curve.csv", "episode", done)
+            truncate_csv(out / "progress.csv", "episode", done)
     model.set_logger(run_logger(out, resume=checkpoint is not None))
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if main_rank:
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     validation = config["validation"]
     crops = (ValidationCrops.of(validation["data"], validation["crops"], validation["size"], fit=validation.get("fit", False))
-             if validation["every"] else None)
+             if validation["every"] and main_rank else None)
     steps, batch, episodes = config["env"]["max_steps"], config["batch"], config["episodes"]
-    monitor = TrainingMonitor(out, batch, config["checkpoint_every"], validation["every"], crops, steps,
-                              start_episode=done)
-    print(f"training {config['algo']} on {device}: episodes {done} -> {episodes}, batch {batch}, "
-          f"{config['env']['crop_size']}x{config['env']['crop_size']}, {steps} steps; output in {out}/")
+    monitor = TrainingMonitor(out, batch, config["checkpoint_every"], validation["every"] if main_rank else 0, crops,
+                              steps, start_episode=done)
+    ranks = distributed.world_size()
+    if main_rank:
+        print(f"training {config['algo']} on {device}{f' x {ranks} ranks' if ranks > 1 else ''}: episodes {done} -> "
+              f"{episodes}, batch {batch}{f' per rank ({ranks * batch} in all)' if ranks > 1 else ''}, "
+              f"{config['env']['crop_size']}x{config['env']['crop_size']}, {steps} steps; output in {out}/")
     if episodes > done:
         try:
             model.learn(total_timesteps=(episodes - done) * batch * steps, callback=monitor, log_interval=None,
-                        reset_num_timesteps=False, progress_bar=not args.no_progress)
+                        reset_num_timesteps=False, progress_bar=main_rank and not args.no_progress)
         except KeyboardInterrupt:
-            print(f"\ninterrupted after {monitor.episode} batches; continue with --resume {out}")
+            if main_rank:
+                print(f"\ninterrupted after {monitor.episode} batches; continue with --resume {out}")
             return 130
-    from agents.checkpoints import save_model
-
-    save_model(model, out / "model.zip")
-    save_weights(model.policy, out / "policy.pt")
-    plot_learning_curve(out / "learning_curve.csv", out / "learning_curve.png")
-    print(monitor.summary())
-    print(f"saved {out / 'model.zip'}, {out / 'policy.pt'}, {out / 'learning_curve.png'}")
+    if main_rank:
+        save_model(model, out / "model.zip")
+        save_weights(model.policy, out / "policy.pt")
+        plot_learning_curve(out / "learning_curve.csv", out / "learning_curve.png")
+        print(monitor.summary())
+        print(f"saved {out / 'model.zip'}, {out / 'policy.pt'}, {out / 'learning_curve.png'}")
+    distributed.barrier()
+    distributed.shutdown()
     return 0
 
 
