@@ -144,7 +144,7 @@ def policy_actions(
     device = next(policy.parameters()).device
     b, _, h, w = image.shape
     out = torch.empty((b, policy.n_heads, h, w), dtype=torch.uint8, device=image.device)
-    context = policy.features_extractor.context(image)  # the whole image's, for every tile
+    context = policy.features_extractor.context(policy.observe(image, exposure))  # the whole image's, for every tile
     context = None if context is None else context.to(device)
     for rows, cols, padded_rows, padded_cols in tiles(h, w, tile, halo):
         x = policy.observe(image[:, :, padded_rows, padded_cols].to(device), exposure)

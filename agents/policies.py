@@ -76,7 +76,8 @@ class ReLLIETrunk(BaseFeaturesExtractor):
         image, which a 33-pixel receptive field cannot see; without it a pixel can only guess the image's cast.
     :param global_exposure: with ``global_color``, that function also sees the image's overall brightness
         (``color_context(..., exposure=True)``): how far to brighten depends on the whole image, not only on
-        what a pixel's neighbourhood shows.
+        what a pixel's neighbourhood shows. With a fourth observation plane (the target brightness E) it sees
+        log E as well, next to the image's own log-brightness that it is compared with.
     """
 
     def __init__(self, observation_space: spaces.Box, width: int = 64, dilations: Sequence[int] = (2, 3, 4),
@@ -86,12 +87,18 @@ class ReLLIETrunk(BaseFeaturesExtractor):
             raise ValueError("global_exposure needs global_color (the brightness is one more input of that layer)")
         self.net = conv_stack(observation_space.shape[0], width, (1, *dilations))
         self.global_exposure = global_exposure
-        self.color = nn.Linear(6 if global_exposure else 3, width) if global_color else None
+        self.targeted = global_exposure and observation_space.shape[0] == 4
+        self.color = nn.Linear((6 + self.targeted) if global_exposure else 3, width) if global_color else None
 
-    def context(self, images: torch.Tensor) -> torch.Tensor | None:
-        """The whole-image input of :meth:`forward` for observations (their three colour planes; ``None``
-        without ``global_color``)."""
-        return None if self.color is None else color_context(images[:, :3], self.global_exposure)
+    def context(self, observations: torch.Tensor) -> torch.Tensor | None:
+        """The whole-image input of :meth:`forward` for whole-image observations (``None`` without
+        ``global_color``)."""
+        if self.color is None:
+            return None
+        context = color_context(observations[:, :3], self.global_exposure)
+        if not self.targeted:
+            return context
+        return torch.cat((context, observations[:, 3].float().mean((1, 2)).clamp_min(1e-3).log()[:, None]), 1)
 
     def forward(self, observations: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Features of ``observations``; ``context`` is the :meth:`context` of the whole image when
