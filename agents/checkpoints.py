@@ -19,6 +19,7 @@ from agents.policies import PixelActorCriticPolicy
 
 WEIGHTS_FORMAT = "rellie-policy-v1"
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "rellie_default.pt"
+EXPOSURE_MODEL = DEFAULT_MODEL.with_name("rellie_exposure.pt")  # trained with a target brightness per episode
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -94,7 +95,12 @@ def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return policy.to(device).eval()
 
 
-def load_default(device: str | torch.device = "cpu") -> PixelActorCriticPolicy:
+def load_default(device: str | torch.device = "cpu", exposure_control: bool = False) -> PixelActorCriticPolicy:
     """The model that ships with the package (used by ``rellie-evaluate``, ``rellie-enhance`` and ``make demo``;
-    how it was trained: README, "The shipped model")."""
-    return load_policy(DEFAULT_MODEL, device)
+    how it was trained: README, "The shipped model").
+
+    :param exposure_control: the second shipped model instead, trained with a target brightness E per episode
+        (``policy.exposure_range``), which takes ``enhance(..., exposure=E)``; the default model was trained at
+        one E and is the more faithful there.
+    """
+    return load_policy(EXPOSURE_MODEL if exposure_control else DEFAULT_MODEL, device)

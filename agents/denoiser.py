@@ -1,140 +1,94 @@
-"""The project's own low-light denoiser: a small residual CNN that cleans the dark input before enhancement.
+"""The project's denoiser: a guided filter whose strength follows the noise that enhancement amplified.
 
-Brightening multiplies a low-light photo's sensor noise, so it is removed first, where it is still small and
-has its simplest form: Poisson-Gaussian, ``variance = a * signal + b^2``. The network sees the square root of
-the image, where that noise is nearly even (the square root stabilises Poisson noise's variance: about
-``a / 4``), on its four 2x2 sub-images at half resolution (as FFDNet), and predicts the noise there; it is
-blind (no noise level given) over the range it was trained on. It is trained by :func:`train_denoiser` on
-clean photos darkened by a wide :class:`~rellie_env.images.Degradation` with the noise-free darkening as the
-target (``python -m agents.cli.denoiser``); the shipped weights are ``agents/models/denoiser.pt``.
+Brightening a dark photo multiplies its sensor noise by each pixel's gain. That noise has a simple form
+before enhancement, Poisson-Gaussian: ``variance = a * signal + b``. :func:`estimate_noise` measures ``a``
+and ``b`` on the dark input (in its flattest places, per brightness); :func:`guided_denoise` carries that
+variance through each pixel's gain (output over input) and smooths each channel of the output with a guided
+filter (He, Sun & Tang, TPAMI 2013) guided by the output's luma, with the regulariser ``eps`` = ``strength``
+times that variance: where the local variance is near the noise's, pixels are averaged; at edges, whose
+variance is well above it, the output keeps them. No weights, no training, any size (tile by tile).
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from pathlib import Path
+import math
 
-import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from rellie_env.images import Augmentation, Degradation, ImageSet, stack_nchw
+# The fewest pixels per brightness bin for the noise fit; the estimate looks at a grid of blocks of at most
+# this many pixels in all (noise is a property of the camera, not of where it is measured).
+MIN_BIN_PIXELS = 64
+ESTIMATE_PIXELS = 1 << 20
+ESTIMATE_BLOCK = 64
+# The floor of the signal-independent variance: 0.5/255 squared (quantisation alone gives (1/255)^2 / 12).
+MIN_READ_VARIANCE = (0.5 / 255) ** 2
 
-DEFAULT_DENOISER = Path(__file__).resolve().parent / "models" / "denoiser.pt"
-WEIGHTS_FORMAT = "rellie-denoiser-v1"
-# The training darkening: wider than the validation set's model on every axis, so that the network also
-# meets real low light it was not built for.
-TRAINING_DEGRADATION = Degradation(gamma=(1.4, 3.0), gain=(0.1, 0.8), color_cast=0.15, shot_noise=(2e-4, 3e-3),
-                                   read_noise=2.0 / 255)
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the ``(2 radius + 1)^2`` window around each pixel (edges replicated): ``(B, C, H, W)``."""
+    padded = F.pad(x, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1)
 
 
-class LowLightDenoiser(nn.Module):
-    """DnCNN on the 2x2 sub-images of ``sqrt(x)``: ``layers`` 3x3 convolutions of ``features`` channels, batch
-    normalisation between them (it speeds training up; in evaluation it is a fixed affine map).
+def _blocks(image: torch.Tensor) -> torch.Tensor:
+    """At most :data:`ESTIMATE_PIXELS` of each image, as a grid of blocks: ``(B, n, 3, s, s)`` (or the
+    whole image, ``(B, 1, 3, H, W)``, when it is small enough)."""
+    b, c, h, w = image.shape
+    if h * w <= ESTIMATE_PIXELS or min(h, w) < ESTIMATE_BLOCK:
+        return image[:, None]
+    side = int(math.sqrt(ESTIMATE_PIXELS / ESTIMATE_BLOCK**2))
+    rows = torch.linspace(0, h - ESTIMATE_BLOCK, side).long().tolist()
+    cols = torch.linspace(0, w - ESTIMATE_BLOCK, side).long().tolist()
+    return torch.stack([image[:, :, r : r + ESTIMATE_BLOCK, q : q + ESTIMATE_BLOCK] for r in rows for q in cols], 1)
 
-    :param features: channels of the hidden layers.
-    :param layers: convolutions in all.
+
+def estimate_noise(image: torch.Tensor, bins: int = 10, quantile: float = 0.02) -> torch.Tensor:
+    """The Poisson-Gaussian noise of dark photos ``(B, 3, H, W)`` in [0, 1]: ``(B, 2)``, ``(a, b)`` with
+    ``variance = a * signal + b`` (per channel; ``b`` at least :data:`MIN_READ_VARIANCE`).
+
+    The residual of a 3x3 mean holds 8/9 of the noise variance and little of smooth content; its local mean
+    (5x5, over the channels) is the local variance. In each of ``bins`` brightness bins the ``quantile`` of
+    that variance is taken (the flattest places: texture only adds variance), and a line is fitted through
+    them by least squares, weighted alike.
     """
-
-    def __init__(self, features: int = 48, layers: int = 8) -> None:
-        super().__init__()
-        self.features, self.layers = features, layers
-        convs: list[nn.Module] = [nn.Conv2d(12, features, 3, padding=1), nn.ReLU(inplace=True)]
-        for _ in range(layers - 2):
-            convs += [nn.Conv2d(features, features, 3, padding=1, bias=False), nn.BatchNorm2d(features),
-                      nn.ReLU(inplace=True)]
-        convs.append(nn.Conv2d(features, 12, 3, padding=1))
-        self.net = nn.Sequential(*convs)
-
-    @property
-    def radius(self) -> int:
-        """How far (in full-resolution pixels) an output depends on the input: 2 per half-resolution conv."""
-        return 2 * self.layers
-
-    def root(self, x: torch.Tensor) -> torch.Tensor:
-        """The square root of the denoised images (the domain the network works and is trained in)."""
-        h, w = x.shape[-2:]
-        root = F.pad(x.clamp(0, 1).sqrt(), (0, w % 2, 0, h % 2), mode="replicate")
-        sub = F.pixel_unshuffle(root, 2)
-        return F.pixel_shuffle(sub - self.net(sub), 2)[..., :h, :w].clamp(0, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Denoise ``(B, 3, H, W)`` images in [0, 1] (any size; an odd side is padded by replication)."""
-        return self.root(x).square()
+    estimates = []
+    for blocks in _blocks(image.float()):
+        residual = blocks - box_mean(blocks, 1)
+        variance = box_mean(residual.square().mean(1, keepdim=True), 2).flatten() * (9 / 8)
+        level = box_mean(blocks.mean(1, keepdim=True), 2).flatten()
+        edges = torch.quantile(level, torch.linspace(0.02, 0.98, bins + 1))
+        points = [
+            (level[inside].mean(), torch.quantile(variance[inside], quantile))
+            for lo, hi in zip(edges[:-1], edges[1:])
+            if (inside := (level >= lo) & (level < hi)).sum() >= MIN_BIN_PIXELS
+        ]
+        if len(points) < 2:  # a flat image: one level, no slope to fit
+            estimates.append(torch.tensor([0.0, float(variance.median())]))
+            continue
+        x, y = (torch.stack(p) for p in zip(*points))
+        design = torch.stack((x, torch.ones_like(x)), 1)
+        estimates.append(torch.linalg.lstsq(design, y[:, None]).solution.flatten())
+    noise = torch.stack(estimates).to(image.device)
+    return torch.stack((noise[:, 0].clamp_min(0.0), noise[:, 1].clamp_min(MIN_READ_VARIANCE)), 1)
 
 
-def save_denoiser(model: LowLightDenoiser, path: str | os.PathLike) -> Path:
-    from agents.checkpoints import atomic_write
+def guided_denoise(enhanced: torch.Tensor, original: torch.Tensor, noise: torch.Tensor | None = None,
+                   strength: float = 3.0, radius: int = 3) -> torch.Tensor:
+    """Smooth the noise that enhancement amplified: ``(B, 3, H, W)`` in [0, 1].
 
-    payload = {"format": WEIGHTS_FORMAT, "features": model.features, "layers": model.layers,
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def load_denoiser(path: str | os.PathLike = DEFAULT_DENOISER, device: str | torch.device = "cpu") -> LowLightDenoiser:
-    """Load denoiser weights written by :func:`save_denoiser` (default: the shipped ones); ``ValueError`` naming
-    the file when it is missing or not such weights."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != WEIGHTS_FORMAT:
-            raise ValueError("not rellie denoiser weights")
-        model = LowLightDenoiser(payload["features"], payload["layers"])
-        model.load_state_dict(payload["state_dict"])
-    except FileNotFoundError:
-        raise ValueError(f"denoiser weights {os.fspath(path)!r} do not exist") from None
-    except Exception as exc:  # torch and pickle raise many types on a bad file
-        raise ValueError(f"{os.fspath(path)!r} could not be read as denoiser weights: {exc}") from None
-    return model.to(device).eval()
-
-
-def training_pairs(source: ImageSet, crop: Augmentation, degradation: Degradation, rng: np.random.Generator,
-                   n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` (noisy, noise-free) darkened crops of the clean photos in ``source``: ``(n, 3, c, c)`` each."""
-    noisy, clean = [], []
-    for _ in range(n):
-        photo, _ = crop(rng, source.target(source.draw(rng)))
-        low, signal = degradation.apply(photo, rng, with_signal=True)
-        noisy.append(low)
-        clean.append(signal)
-    return stack_nchw(noisy), stack_nchw(clean)
-
-
-def train_denoiser(
-    source: ImageSet,
-    iterations: int = 4000,
-    batch: int = 16,
-    crop_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    model: LowLightDenoiser | None = None,
-    degradation: Degradation = TRAINING_DEGRADATION,
-    log: Callable[[int, float], None] | None = None,
-) -> LowLightDenoiser:
-    """Train a denoiser on clean photos (``source``'s targets) darkened by ``degradation``.
-
-    The loss is the L1 distance in the square-root domain (about the brightened picture's, where darks count
-    more than in the dark input), with Adam and a cosine decay of the learning rate.
-
-    :param log: called with ``(iteration, mean loss)`` every 100 iterations.
+    :param enhanced: the enhanced images ``(B, 3, H, W)``.
+    :param original: the dark inputs they came from (the noise is measured on them, the gain against them).
+    :param noise: ``(B, 2)`` Poisson-Gaussian ``(a, b)`` of ``original``; default: :func:`estimate_noise`.
+    :param strength: ``eps`` of the guided filter in units of the amplified noise variance: more smooths more.
+    :param radius: the guided filter's window radius; the output depends on pixels up to ``2 * radius`` away.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = LowLightDenoiser() if model is None else model
-    crop = Augmentation(crop_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, iterations)
-    model.train()
-    running = []
-    for it in range(1, iterations + 1):
-        noisy, clean = training_pairs(source, crop, degradation, rng, batch)
-        loss = (model.root(noisy) - clean.sqrt()).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        running.append(loss.item())
-        if log is not None and it % 100 == 0:
-            log(it, float(np.mean(running)))
-            running = []
-    return model.eval()
+    a, b = (estimate_noise(original) if noise is None else noise).T[:, :, None, None, None]
+    gain = (enhanced + 0.01) / (original + 0.01)  # +0.01: a black input pixel has no defined gain
+    eps = strength * (gain.square() * (a * original.clamp(0, 1) + b)).mean(1, keepdim=True)
+    guide = enhanced.mean(1, keepdim=True)
+    guide_mean = box_mean(guide, radius)
+    guide_variance = box_mean(guide.square(), radius) - guide_mean.square()
+    means = box_mean(enhanced, radius)
+    slope = (box_mean(guide * enhanced, radius) - guide_mean * means) / (guide_variance + eps)
+    offset = means - slope * guide_mean
+    return (box_mean(slope, radius) * guide + box_mean(offset, radius)).clamp_(0, 1)

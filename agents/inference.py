@@ -3,7 +3,7 @@
 :func:`enhance` is the enhancement of the package (used by ``evaluate.py`` and ``make demo``): the greedy
 policy on a whole photo of any size at full resolution, with bounded memory (the network runs tile by tile,
 each tile with a halo of the network's receptive radius, so the result equals the untiled one), an optional
-fast mode and ReLLIE's optional final denoising.
+fast mode and an optional final denoising (the project's guided filter, non-local means, or ReLLIE's FFDNet).
 """
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from agents.baselines import nlm_denoise
-from agents.denoiser import DEFAULT_DENOISER, LowLightDenoiser, load_denoiser
+from agents.denoiser import estimate_noise, guided_denoise
 from agents.ffdnet import CONV_LAYERS, FFDNet, denoise_ffdnet, gain_noise_sigma, load_ffdnet
 from agents.policies import PixelActorCriticPolicy
 from rellie_env.cpu import MALLOC
 from rellie_env.curves import ActionSet, curve_step
 from rellie_env.images import to_float_rgb, to_hwc, to_nchw
 
-DENOISERS = ("none", "learned", "nlm", "ffdnet")
+DENOISERS = ("none", "guided", "nlm", "ffdnet")
 # Fast mode's default: the policy sees a copy with sides scaled by 1/5 (1/25 of the pixels): then fast mode
 # takes ~0.7x Zero-DCE's time (at 1/4 it took as long) and stays > 45 dB from full mode with the released agent.
 FAST_SIZE = 0.2
@@ -173,7 +173,7 @@ def upsample_rows(maps: torch.Tensor, size: tuple[int, int], start: int, stop: i
     return torch.lerp(rows[..., c0.to(maps.device)], rows[..., c1.to(maps.device)], wc.to(maps.device))
 
 
-def _shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
+def shrink(image: np.ndarray, long_side: int | None) -> np.ndarray:
     """A copy of ``image`` (``H x W x 3``), shrunk to ``long_side`` if it is longer."""
     h, w = image.shape[:2]
     if long_side is None or max(h, w) <= long_side:
@@ -227,10 +227,14 @@ def denoise_ffdnet_tiled(
     return map_tiles(run, image, tile, 2 * CONV_LAYERS, align=2, out=out)
 
 
-def denoise_input(model: LowLightDenoiser, image: torch.Tensor, tile: int = 512,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
-    """The low-light denoiser (:mod:`agents.denoiser`) on ``(B, 3, H, W)`` images, tile by tile."""
-    return map_tiles(lambda rows, cols: model(image[:, :, rows, cols]), image, tile, model.radius, align=2, out=out)
+def guided_denoise_tiled(enhanced: torch.Tensor, original: torch.Tensor, tile: int = 512,
+                         out: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    """:func:`agents.denoiser.guided_denoise` tile by tile (:func:`map_tiles`), with the noise measured once
+    on the whole of ``original``: the same result in bounded memory. ``kwargs``: ``strength``, ``radius``."""
+    noise = estimate_noise(original)
+    halo = 2 * kwargs.get("radius", 3)
+    return map_tiles(lambda rows, cols: guided_denoise(enhanced[:, :, rows, cols], original[:, :, rows, cols], noise,
+                                                       **kwargs), enhanced, tile, halo, out=out)
 
 
 def enhance(
@@ -243,7 +247,6 @@ def enhance(
     fast_size: float = FAST_SIZE,
     denoise: str = "none",
     ffdnet: FFDNet | str | os.PathLike | None = None,
-    denoiser: LowLightDenoiser | str | os.PathLike | None = None,
     exposure: float | None = None,
     return_steps: bool = False,
     steps_size: int | None = None,
@@ -268,13 +271,12 @@ def enhance(
         smooth, so little is lost at a fraction of the cost.
     :param fast_size: size of that copy (:func:`fast_shape`): a scale of the sides if at most 1, else the
         long side in pixels.
-    :param denoise: ``"none"``; ``"learned"``: the project's low-light denoiser (:mod:`agents.denoiser`) on the
-        input, before the first step, where the noise is still small and simple; or after the last step,
-        ``"nlm"`` (OpenCV non-local means, :func:`agents.baselines.nlm_denoise`) or ``"ffdnet"`` (ReLLIE's final
-        step: FFDNet with the gain-based noise map :func:`agents.ffdnet.gain_noise_sigma`).
+    :param denoise: after the last step: ``"none"``; ``"guided"``, the project's denoiser (a guided filter
+        as strong as the noise the input had times each pixel's gain, :mod:`agents.denoiser`; what the
+        command-line tools run); ``"nlm"`` (OpenCV non-local means, :func:`agents.baselines.nlm_denoise`); or
+        ``"ffdnet"`` (ReLLIE's final step: FFDNet with the gain-based noise map
+        :func:`agents.ffdnet.gain_noise_sigma`).
     :param ffdnet: an FFDNet model or the path of its weights (``ffdnet_net_rgb.pth``), for ``"ffdnet"``.
-    :param denoiser: for ``"learned"``, a :class:`~agents.denoiser.LowLightDenoiser` or the path of its weights
-        (default: the shipped ones).
     :param exposure: the target brightness E (default: the policy's own), for a policy trained with a range of
         them (``policy.exposure_range``): higher is brighter. A policy trained for one E warns if given another.
     :param return_steps: also return the image after each step and the alpha maps of each step (before
@@ -298,9 +300,6 @@ def enhance(
             raise ValueError("denoise='ffdnet' needs the FFDNet weights (ffdnet=path of ffdnet_net_rgb.pth)")
         if not isinstance(ffdnet, FFDNet):
             ffdnet = load_ffdnet(ffdnet)
-    if denoise == "learned" and not isinstance(denoiser, LowLightDenoiser):
-        denoiser = load_denoiser(DEFAULT_DENOISER if denoiser is None else denoiser,
-                                 next(policy.parameters()).device)
     action_set = policy.action_set if action_set is None else action_set
     rgb = to_float_rgb(image)  # always a fresh float32 copy: the steps work in place on it
     grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
@@ -309,12 +308,8 @@ def enhance(
     step_images: list[np.ndarray] = []
     alpha_maps: list[np.ndarray] = []
     with torch.inference_mode():
-        if denoise == "learned":
-            clean = np.empty_like(rgb)
-            denoise_input(denoiser, to_nchw(rgb), tile, out=to_nchw(clean))
-            rgb = clean
         x = to_nchw(rgb)
-        original = x.clone() if denoise == "ffdnet" else None
+        original = x.clone() if denoise in ("ffdnet", "guided") else None
         small = None
         if fast:
             sh, sw = fast_shape(h, w, fast_size)
@@ -332,8 +327,8 @@ def enhance(
                     x[:, :, r : r + band] = curve_step(x[:, :, r : r + band], up, action_set.blend)
                 alpha = upsample_rows(alpha_small, (h, w), 0, h) if return_steps else None
             if return_steps:
-                step_images.append(_shrink(rgb, steps_size))
-                alpha_maps.append(_shrink(to_hwc(alpha), steps_size))
+                step_images.append(shrink(rgb, steps_size))
+                alpha_maps.append(shrink(to_hwc(alpha), steps_size))
             if len(tiles(*(x if small is None else small).shape[2:], tile, 0)) > 1:
                 MALLOC.trim()  # tiles of several shapes fragment the heap: give its free memory back
         if denoise == "ffdnet":
@@ -341,6 +336,10 @@ def enhance(
             del original
             out = np.empty_like(rgb)
             denoise_ffdnet_tiled(ffdnet, x, sigma, tile, out=to_nchw(out))
+            rgb = out
+        elif denoise == "guided":
+            out = np.empty_like(rgb)
+            guided_denoise_tiled(x, original, tile, out=to_nchw(out))
             rgb = out
         elif denoise == "nlm":
             rgb = nlm_denoise(rgb)

@@ -4,9 +4,9 @@
   (:class:`rellie_env.images.Degradation`: ``clip(x^gamma * g * c + n)``, gamma in [1.8, 2.8], gain in
   [0.2, 0.5], cast exp(U(-0.1, 0.1)), Poisson-Gaussian noise); mean PSNR and SSIM against the photo, NIQE
   and brightness of identity, gamma, HE, CLAHE, Zero-DCE, the released ReLLIE weights (alone, and with its
-  FFDNet denoiser as released), the best constant policy (searched by the training loss on darkened
-  whole-scene crops of BSDS500's training photos), gamma after our denoiser, and ours (without and with
-  its denoiser).
+  FFDNet denoiser as released, and with our denoiser), the best constant policy (searched by the training
+  loss on darkened whole-scene crops of BSDS500's training photos), gamma with our denoiser, and ours
+  (without and with its denoiser, :mod:`agents.denoiser`).
 * Real: NIQE and mean brightness on the real low-light samples (no references), and a picture grid
   (input | gamma | Zero-DCE | released ReLLIE | ours).
 
@@ -14,7 +14,7 @@ Reads ``$RELLIE_SHARED`` (default ``../shared``): ``data/bsds500``, ``data/real-
 weights. Prints the tables and writes ``results.json``, ``paired.md``, ``real.md`` and ``real_grid.png`` to
 ``--out``. Usage::
 
-    python benchmarks/quality.py [--model PATH] [--out runs/quality] [--limit N] [--methods a,b] [--denoise none]
+    python benchmarks/quality.py [--model PATH] [--out runs/quality] [--limit N] [--methods a,b]
 """
 from __future__ import annotations
 
@@ -33,9 +33,8 @@ from agents import evaluation
 from agents.baselines import best_constant_policy, gamma_correction, zero_dce_enhance
 from agents.checkpoints import load_default, load_policy
 from agents.cli.train import CONFIGS
-from agents.denoiser import load_denoiser
 from agents.ffdnet import load_ffdnet
-from agents.inference import denoise_input
+from agents.inference import guided_denoise_tiled
 from agents.official import load_official_rellie
 from agents.zero_dce import load_zero_dce
 from rellie_env.config import EnvConfig
@@ -43,10 +42,11 @@ from rellie_env.cpu import tune_cpu
 from rellie_env.images import Augmentation, load_images, stack_nchw, to_hwc, to_nchw
 from rellie_env.losses import LossWeights
 
-METHODS = ("identity", "gamma", "he", "clahe", "zero-dce", "rellie-official", "rellie-official+ffdnet", "constant",
-           "gamma+denoiser", "ours-no-denoise", "ours")
+METHODS = ("identity", "gamma", "he", "clahe", "zero-dce", "rellie-official", "rellie-official+ffdnet",
+           "rellie-official+guided", "constant", "gamma+guided", "ours-no-denoise", "ours")
 LABELS = {**evaluation.LABELS, "rellie-official+ffdnet": "ReLLIE (released) + FFDNet",
-          "gamma+denoiser": "gamma + our denoiser", "ours-no-denoise": "ours, no denoising"}
+          "rellie-official+guided": "ReLLIE (released) + our denoiser", "gamma+guided": "gamma + our denoiser",
+          "ours-no-denoise": "ours, no denoising"}
 GRID_METHODS = ("gamma", "zero-dce", "rellie-official", "ours")
 
 
@@ -81,12 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="our model (.zip, .pt); default: the shipped model")
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--denoise", default="learned", choices=("none", "learned"),
-                   help="our model's denoising (default: learned, the shipped denoiser, as rellie-enhance runs it)")
     p.add_argument("--limit", type=int, help="only the first N photos of each set (a quick look)")
     p.add_argument("--config", default=str(CONFIGS / "default.json"),
                    help="a training config whose loss picks the best constant policy (default: the default recipe)")
-    p.add_argument("--skip-real", action="store_true", help="only the paired set")
+    p.add_argument("--sets", default="paired,real", help="which sets: paired, real or both (default)")
     p.add_argument("--methods", help="comma list of the methods to run (default: all)")
     p.add_argument("--exposure", type=float, help="target brightness E of our model (one trained with a range)")
     p.add_argument("--threads", type=int, default=1)
@@ -100,27 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {','.join(METHODS)}")
     released = load_official_rellie(reference / "rellie_official_model.npz")
-    denoiser = load_denoiser() if {"ours", "gamma+denoiser"} & set(names) else None
     steps = dict(steps=args.steps, exposure=args.exposure)
     factories = {
         "zero-dce": lambda: functools.partial(zero_dce_enhance, load_zero_dce(reference / "zero_dce_epoch99.pth")),
         "rellie-official": lambda: evaluation.agent(released, steps=args.steps),
         "rellie-official+ffdnet": lambda: evaluation.agent(released, steps=args.steps, denoise="ffdnet",
                                                            ffdnet=load_ffdnet(reference / "ffdnet_net_rgb.pth")),
+        "rellie-official+guided": lambda: evaluation.agent(released, steps=args.steps, denoise="guided"),
         "constant": lambda: evaluation.constant_method(constant_triple(args, policy.action_set), args.steps,
                                                        policy.action_set),
-        "ours": lambda: evaluation.agent(policy, **steps, denoise=args.denoise, denoiser=denoiser),
+        "ours": lambda: evaluation.agent(policy, **steps, denoise="guided"),
         "ours-no-denoise": lambda: evaluation.agent(policy, **steps),
-        "gamma+denoiser": lambda: lambda x: gamma_correction(to_hwc(denoise_input(denoiser, to_nchw(x)))),
+        "gamma+guided": lambda: lambda x: to_hwc(guided_denoise_tiled(to_nchw(gamma_correction(x)), to_nchw(x))),
     }
     free = evaluation.weight_free_methods()
     methods = {m: free[m] if m in free else factories[m]() for m in names}
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s); "
-          f"model {args.model or 'shipped default'}; {args.steps} steps; our denoising {args.denoise}")
+          f"model {args.model or 'shipped default'}; {args.steps} steps")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"settings": vars(args)}
-    sets = [("paired", evaluation.validation_pairs())] + ([] if args.skip_real else [("real", evaluation.real_samples())])
+    loaders = {"paired": evaluation.validation_pairs, "real": evaluation.real_samples}
+    sets = [(kind, loaders[kind]()) for kind in args.sets.split(",")]
     for kind, images in sets:
         names = images.names[: args.limit]
         print(f"{kind}: {len(names)} images", file=sys.stderr)

@@ -26,15 +26,9 @@ from rellie_env.env import LowLightEnv
 from rellie_env.losses import image_loss
 from rellie_env.vector import LowLightSB3VecEnv
 
-from .conftest import reference_file
+from .conftest import reference_file, small_policy
 
 SMALL = dict(crop_size=32, max_steps=3)
-
-
-def small_policy(size=32, **kwargs):
-    env = LowLightEnv(crop_size=size)
-    kwargs.setdefault("width", 8)
-    return PixelActorCriticPolicy(env.observation_space, env.action_space, lambda _: 1e-3, **kwargs)
 
 
 def test_distribution_matches_torch_categorical():
@@ -394,12 +388,31 @@ def test_the_action_set_travels_with_the_policy(tmp_path):
     np.testing.assert_allclose(out, final[0].permute(1, 2, 0).numpy(), atol=1e-6)
 
 
-def test_shipped_model_loads_and_enhances():
-    from agents import load_default
-    from agents.checkpoints import DEFAULT_MODEL
+def held_aside_crops():
     from agents.evaluation import ValidationCrops
 
+    return ValidationCrops.of("builtin:test", 8, 128, fit=True)  # photos the models never saw, darkened
+
+
+def test_the_shipped_model_beats_gamma_on_photos_it_never_saw():
+    from agents import load_default
+    from agents.baselines import gamma_correction
+    from agents.checkpoints import DEFAULT_MODEL
+    from rellie_env.images import stack_nchw, to_hwc
+    from rellie_env.metrics import psnr
+
     assert DEFAULT_MODEL.stat().st_size <= 2 * 2**20
-    crops = ValidationCrops.of("builtin:test", 4, 64)
-    final, _ = greedy_rollout(load_default(), crops.images, steps=6)
-    assert float(image_loss(final, crops.images).mean()) < float(image_loss(crops.images, crops.images).mean()) - 5.0
+    crops = held_aside_crops()
+    ours, _ = crops.score(load_default())
+    gamma = stack_nchw([gamma_correction(to_hwc(x[None])) for x in crops.images])
+    assert ours > float(psnr(gamma, crops.targets).mean()) + 1.5  # measured: 21.3 against 19.0 dB
+
+
+def test_the_shipped_exposure_model_follows_the_target():
+    from agents import load_default
+
+    policy = load_default(exposure_control=True)
+    lo, hi = policy.exposure_range
+    images = held_aside_crops().images
+    brightness = [float(greedy_rollout(policy, images, 6, exposure=e)[0].mean()) for e in (lo, (lo + hi) / 2, hi)]
+    assert brightness[0] < brightness[1] < brightness[2], brightness

@@ -16,7 +16,7 @@ import torch
 from agents.checkpoints import save_weights
 from agents.cli import enhance
 
-from .test_agents import small_policy
+from .conftest import small_policy
 
 BIN = Path(sys.executable).parent
 

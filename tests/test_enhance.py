@@ -4,7 +4,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 import torch
 import torch.nn.functional as F
 
@@ -22,29 +21,13 @@ from agents.inference import (
     upsample_rows,
 )
 from rellie_env.images import read_image
-from rellie_env.metrics import psnr
 from rellie_env.vector import LowLightSB3VecEnv
 
-from .conftest import reference_file
-from .test_agents import small_policy
-
-
-def nchw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+from .conftest import dark_photo, nchw, psnr_np, reference_file, small_policy
 
 
 def hwc(batch: torch.Tensor) -> np.ndarray:
     return batch[0].permute(1, 2, 0).numpy()
-
-
-def psnr_np(x: np.ndarray, target: np.ndarray) -> float:
-    return float(psnr(nchw(x), nchw(target))[0])
-
-
-def dark_photo(h: int, w: int) -> np.ndarray:
-    """The astronaut resized to ``h x w`` and darkened, float32 RGB."""
-    photo = cv2.resize(skimage.data.astronaut(), (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    return (photo**2.2 * 0.45).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

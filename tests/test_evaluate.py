@@ -12,9 +12,7 @@ import torch
 from agents.checkpoints import save_weights
 from agents.cli import evaluate
 
-from .conftest import reference_file
-from .test_agents import small_policy
-from .test_enhance import dark_photo
+from .conftest import dark_photo, reference_file, small_policy
 
 
 def write_rgb(path, image: np.ndarray) -> None:

@@ -13,7 +13,7 @@ from rellie_env.batched import BatchedLowLightEnv
 from rellie_env.core import REWARD_MODES
 from rellie_env.env import LowLightEnv
 
-from .test_agents import small_policy
+from .conftest import small_policy
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

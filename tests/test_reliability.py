@@ -14,7 +14,7 @@ from rellie_env.batched import BatchedLowLightEnv
 from rellie_env.env import LowLightEnv
 from rellie_env.vector import LowLightSB3VecEnv
 
-from .test_agents import small_policy
+from .conftest import small_policy
 
 KW = dict(crop_size=32, max_steps=2)
 

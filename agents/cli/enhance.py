@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.checkpoints import DEFAULT_MODEL, load_policy
+from agents.checkpoints import DEFAULT_MODEL, EXPOSURE_MODEL, load_policy
 from agents.inference import DENOISERS, enhance
 from rellie_env.cpu import tune_cpu
 from rellie_env.images import IMAGE_SUFFIXES, list_images, read_image
@@ -32,11 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER", help="photos, or folders of photos (recursive)")
     p.add_argument("-o", "--out", help="folder for the results (default: beside each photo)")
     p.add_argument("--steps", type=int, default=6, help="enhancement steps: more is brighter (default 6)")
-    p.add_argument("--exposure", type=float, help="target brightness E, for a model trained with a range of them "
-                   "(higher is brighter; default: the model's own)")
+    p.add_argument("--exposure", type=float, help="target brightness E in [0.3, 0.75], higher is brighter; with it "
+                   f"the shipped {EXPOSURE_MODEL.name} runs, trained to follow E (default: the default model's "
+                   "own E, 0.344)")
     p.add_argument("--fast", action="store_true", help="decide on a small copy of each photo: much faster")
-    p.add_argument("--denoise", choices=DENOISERS, default="learned",
-                   help="learned: the shipped denoiser, before brightening (default); none: keep the noise")
+    p.add_argument("--denoise", choices=DENOISERS, default="guided",
+                   help="guided: smooth the noise the brightening amplified (default); none: keep it")
     p.add_argument("--model", help=f"another model (.zip or .pt; default: the shipped {DEFAULT_MODEL.name})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if not todo:
         raise ValueError("no photos to enhance")
     out = None if args.out is None else Path(args.out)
-    policy = load_policy(args.model or DEFAULT_MODEL, args.device)
+    shipped = EXPOSURE_MODEL if args.exposure is not None else DEFAULT_MODEL
+    policy = load_policy(args.model or shipped, args.device)
     policy.observe(torch.zeros(1, 3, 1, 1), args.exposure)  # a clear error before any photo
     taken = set(todo)
     for photo in tqdm(todo, unit="photo", disable=len(todo) < 2, file=sys.stderr):

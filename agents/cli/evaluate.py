@@ -89,9 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=6, help="greedy steps of the ReLLIE agents (default 6)")
     parser.add_argument("--exposure", help="target brightness E of our model and of the score, or a comma list for a "
                         "sweep (ours once per E, written to ours_E<E>/, and exposure_<name>.png: the input, then "
-                        "one column per E); default: our model's own E (0.6 for the score without one)")
-    parser.add_argument("--denoise", choices=DENOISERS, default="none",
-                        help="final denoising of the ReLLIE agents (as released ReLLIE's 'with denoising')")
+                        "one column per E; without --model, the shipped model trained to follow E runs); default: "
+                        "our model's own E (0.6 for the score without one)")
+    parser.add_argument("--denoise", choices=DENOISERS, default="guided",
+                        help="final denoising of the ReLLIE agents (ours and the released): guided, the project's "
+                        "(default); none; nlm; ffdnet, as released ReLLIE's 'with denoising'")
     parser.add_argument("--ffdnet-weights", help="FFDNet weights for --denoise ffdnet (ReLLIE's net_rgb.pth)")
     parser.add_argument("--zero-dce-weights", help="Zero-DCE weights (e.g. ../shared/reference/zero_dce_epoch99.pth)")
     parser.add_argument("--rellie-weights",
@@ -196,7 +198,7 @@ def build_methods(args: argparse.Namespace, names: list[str]) -> tuple[dict[str,
         if args.model:
             policy = load_policy(weights_file(args.model, "--model"))
         elif DEFAULT_MODEL.is_file():
-            policy = load_default()
+            policy = load_default(exposure_control=args.exposure is not None)  # --exposure: the model that follows E
         else:
             raise UsageError(f"the shipped model {DEFAULT_MODEL} is missing; pass --model PATH "
                              "(.zip, .pt or the official .npz)")
