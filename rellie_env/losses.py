@@ -83,7 +83,10 @@ def color_constancy_loss(x: torch.Tensor) -> torch.Tensor:
     d_rg = (m[:, 0] - m[:, 1]).pow(2)
     d_rb = (m[:, 0] - m[:, 2]).pow(2)
     d_gb = (m[:, 2] - m[:, 1]).pow(2)
-    return (d_rg.pow(2) + d_rb.pow(2) + d_gb.pow(2)).sqrt()
+    total = d_rg.pow(2) + d_rb.pow(2) + d_gb.pow(2)
+    # sqrt's gradient at 0 is infinite (NaN in the difference rewards of a grey photo): there, 0 and no gradient
+    grey = total == 0
+    return torch.where(grey, 0.0, torch.where(grey, 1.0, total).sqrt())
 
 
 def color_ratio_map(enhanced: torch.Tensor, original: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

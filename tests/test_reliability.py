@@ -11,6 +11,7 @@ import torch
 from agents import PixelA2C, PixelPPO
 from agents.inference import enhance
 from rellie_env.batched import BatchedLowLightEnv
+from rellie_env.core import REWARD_MODES
 from rellie_env.env import LowLightEnv
 from rellie_env.vector import LowLightSB3VecEnv
 
@@ -143,3 +144,12 @@ def test_vector_env_ignores_no_option_silently():
         warnings.simplefilter("error")
         obs, _ = envs.reset(seed=0, options={"index": 1})
     assert obs.shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("mode", REWARD_MODES)
+def test_a_grey_photo_gets_finite_rewards(mode):
+    # the grey-world term is a square root, whose gradient at 0 (a grey photo) was NaN in the difference rewards
+    env = LowLightEnv(crop_size=None, max_steps=2, reward_mode=mode)
+    env.reset(options={"image": np.tile(np.linspace(0, 1, 24, dtype=np.float32), (16, 1))})
+    _, reward, _, _, info = env.step(np.full(env.action_space.shape, 20))
+    assert np.isfinite(reward) and np.isfinite(info["reward_map"]).all()
