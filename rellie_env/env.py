@@ -39,14 +39,20 @@ class LowLightEnv(gym.Env):
 
     ``Box(0, 1, (3, H, W), float32)``: the current image, RGB, channels first; a fresh array every step.
     ``H = W = crop_size`` (70); with ``crop_size=None`` the spaces take the size of the image an episode
-    starts from, so they may change at ``reset``.
+    starts from, so they may change at ``reset``. With ``exposure_range`` the observation is
+    ``Box(0, 1, (4, H, W))``: a fourth plane holds the episode's target brightness E at every pixel, so the
+    policy stays fully convolutional and any SB3 policy sees the target.
 
     ## Rewards
 
     The non-reference loss of ReLLIE (see :mod:`rellie_env.losses`): spatial consistency against the
     episode's input (×``spatial_weight``, 1), exposure of 16×16 patches against level ``E = 0.6``
     (×``exposure_weight``, 80), colour constancy (grey-world ×``color_weight``, 50; or the 2022 ratio term
-    with ``color_mode="ratio"``, best with ``color_weight=20``), smoothness of the α maps (×200).
+    with ``color_mode="ratio"``, best with ``color_weight=20``), smoothness of the α maps (×200). Two terms
+    the released code lacks are off by default: ``statistics`` (the distance of the image's mean
+    log-brightness to ``log E`` and of its white point, the mean log-brightness of its brightest 0.5 %, to
+    natural photos'; the term rellie's own recipe trains on alone) and ``chroma`` (colour departing from a
+    power law of the input's). With ``exposure_range`` the exposure and statistics terms use the episode's E.
     ``reward_mode``:
 
     * ``"paper"``: minus the loss of the new state, one scalar (as released);
@@ -74,6 +80,9 @@ class LowLightEnv(gym.Env):
     targets. A random image is cropped to ``crop_size`` after a random flip and small rotation, as released.
     ``reset(options={"image": array})`` starts from that image as it is (uint8, uint16 or float in [0, 1],
     ``H × W``, ``H × W × 3`` or RGBA), no crop; ``options={"index": i}`` from the i-th source image.
+    With ``exposure_range=(lo, hi)`` each episode draws its E uniformly from the range (from the env's
+    seeded generator: the same seed gives the same sequence), or takes ``options={"exposure": E}``;
+    ``info["exposure"]`` holds it.
 
     ## Episode End
 
@@ -90,15 +99,22 @@ class LowLightEnv(gym.Env):
     ```
 
     * ``data``: ``"builtin"`` (``"builtin:train"``), ``"builtin:test"`` (held-aside photos),
-      ``"builtin:all"``, a folder (recursive; png, jpg, bmp, tif; LOL's ``our485/low`` works as is), an
-      image file, or a list of arrays. ``targets``: a folder of ground truths paired by file stem.
+      ``"builtin:all"``, a folder of low-light photos (recursive; png, jpg, bmp, tif; LOL's ``our485/low``
+      works as is), ``"dark:FOLDER"`` (clean photos, darkened afresh each episode by
+      :class:`rellie_env.images.Degradation`; the photos are the targets), ``"FOLDER[a:b]"`` (a slice of its
+      sorted files), an image file, a list of those (a mix; ``"SOURCE@W"`` weights a source), or a list of
+      arrays. ``targets``: a folder of ground truths paired by file stem.
     * ``crop_size`` (70, ``None`` for whole images; an image smaller than the crop is first resized up),
       ``flip_prob`` (0.5), ``rotate_prob`` (0.5), ``max_rotation`` (10 degrees), ``min_scale`` (1: below
-      1, each image is first shrunk by a factor drawn log-uniformly from ``[min_scale, 1]``).
+      1, each image is first shrunk by a factor drawn log-uniformly from ``[min_scale, 1]``), ``fit_scale``
+      (``None``; v ≥ 1: each image is first resized so that its shorter side is ``crop_size`` times a factor
+      drawn log-uniformly from ``[1, v]``, so a crop shows most of the scene).
     * ``max_steps`` (10), ``reward_mode`` (``"paper"``, ``"delta"``, ``"pixel"``, ``"pixel-delta"``,
       ``"head-delta"``).
-    * ``exposure_level`` (0.6), ``exposure_patch`` (16), ``spatial_weight``, ``exposure_weight``,
-      ``color_weight``, ``smoothness_weight``, ``color_mode`` (``"grey-world"`` or ``"ratio"``).
+    * ``exposure_level`` (0.6), ``exposure_range`` (``None``, or ``(lo, hi)``: a target per episode, in the
+      observation), ``exposure_patch`` (16), ``spatial_weight``, ``exposure_weight``, ``color_weight``,
+      ``smoothness_weight``, ``statistics_weight`` (0), ``chroma_weight`` (0), ``color_mode``
+      (``"grey-world"`` or ``"ratio"``).
     * ``n_actions`` (27), ``action_offset`` (6), ``action_scale`` (1/20), ``lead_channel`` (2, or ``None``),
       ``lead_weight`` (0.9), ``blend`` (0.8).
     * ``degradation``: a :class:`rellie_env.images.Degradation` for the built-in photos.
